@@ -1,0 +1,1 @@
+"""ctf layer (see DESIGN.md)."""

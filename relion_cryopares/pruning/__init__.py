@@ -1,0 +1,1 @@
+"""pruning layer (see DESIGN.md)."""

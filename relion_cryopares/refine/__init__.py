@@ -1,0 +1,1 @@
+"""refine layer (see DESIGN.md)."""

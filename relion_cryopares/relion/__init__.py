@@ -1,0 +1,1 @@
+"""relion layer (see DESIGN.md)."""
