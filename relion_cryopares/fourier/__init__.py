@@ -1,1 +1,14 @@
-"""fourier layer (see DESIGN.md)."""
+"""Fourier-space operations: projection, reconstruction, FSC, filters, shifts."""
+
+from ._fft import (irfft2_centred, irfft3_centred, radial_frequency_2d, radial_frequency_3d,
+                   rfft2_centred, rfft3_centred, rfft_frequency_grid_2d, shift_rfft2)
+from ._fsc import fsc_curve, resolution_at, shell_resolution_angstrom
+from ._project import Projector
+from ._reconstruct import FourierAccumulator, fsc_to_ssnr
+
+__all__ = [
+    "FourierAccumulator", "Projector", "fsc_curve", "fsc_to_ssnr", "irfft2_centred",
+    "irfft3_centred", "radial_frequency_2d", "radial_frequency_3d", "resolution_at",
+    "rfft2_centred", "rfft3_centred", "rfft_frequency_grid_2d", "shell_resolution_angstrom",
+    "shift_rfft2",
+]
