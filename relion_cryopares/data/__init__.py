@@ -1,1 +1,17 @@
-"""data layer (see DESIGN.md)."""
+"""Data layer: STAR/MRC I/O, particle stacks, optics groups, half sets (see DESIGN.md).
+
+``rln*`` names and DataFrames stay inside :class:`ParticleStar`; its methods return arrays and
+tensors with units in their names.
+"""
+
+from relion_cryopares.data._star import OpticsGroup, ParticleStar, read_particle_star, write_particle_star
+from relion_cryopares.data._stacks import ImageStackReader, parse_image_name, stack_shape, write_stack
+from relion_cryopares.data._volumes import read_volume, write_volume
+from relion_cryopares.data._halfsets import assign_random_subsets, ensure_random_subsets
+
+__all__ = [
+    "OpticsGroup", "ParticleStar", "read_particle_star", "write_particle_star",
+    "ImageStackReader", "parse_image_name", "stack_shape", "write_stack",
+    "read_volume", "write_volume",
+    "assign_random_subsets", "ensure_random_subsets",
+]
