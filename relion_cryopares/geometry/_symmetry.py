@@ -56,23 +56,23 @@ def _diag(*d) -> torch.Tensor:
 
 
 def _closure(generators: list[torch.Tensor]) -> torch.Tensor:
-    """Smallest set of matrices containing the identity and closed under products."""
-    elements = [torch.eye(3, dtype=torch.float64)]
-    frontier = list(elements)
-    while frontier:
-        new = []
-        for g in frontier:
-            for h in generators:
-                p = g @ h
-                if all(torch.max(torch.abs(p - e)) > 1e-8 for e in elements):
-                    elements.append(p)
-                    new.append(p)
-        frontier = new
-        if len(elements) > 240:
+    """Smallest set of matrices containing the identity and closed under products (BFS order)."""
+    gens = torch.stack(generators)  # (k, 3, 3)
+    elements = torch.eye(3, dtype=torch.float64)[None]
+    frontier = elements
+    while frontier.shape[0]:
+        candidates = (frontier[:, None] @ gens[None]).reshape(-1, 3, 3)
+        fresh = []
+        for p in candidates:
+            known = torch.cat([elements] + fresh) if fresh else elements
+            if (p - known).abs().amax(dim=(-2, -1)).min() > 1e-8:
+                fresh.append(p[None])
+        frontier = torch.cat(fresh) if fresh else candidates[:0]
+        elements = torch.cat([elements, frontier])
+        if elements.shape[0] > 240:
             raise RuntimeError("symmetry closure did not terminate")  # a bug, not bad input
-    group = torch.stack(elements)
-    snapped = torch.round(group * 2.0) / 2.0  # snap 0, +-0.5, +-1 to exact values
-    return torch.where(torch.abs(group - snapped) < 1e-12, snapped, group)
+    snapped = torch.round(elements * 2.0) / 2.0  # snap 0, +-0.5, +-1 to exact values
+    return torch.where(torch.abs(elements - snapped) < 1e-12, snapped, elements)
 
 
 def _icosahedral(which: int) -> list[torch.Tensor]:
@@ -149,8 +149,11 @@ def symmetry_matrices(name: str, dtype: torch.dtype = torch.float64) -> torch.Te
     """
     if not isinstance(name, str) or not name.strip():
         raise InputError(_UNKNOWN.format(name))
-    key = name.strip().lower()
-    return _group_float64(key).to(dtype=dtype, copy=True)
+    try:
+        group = _group_float64(name.strip().lower())
+    except InputError as err:
+        raise InputError(err.problem.replace(repr(name.strip().lower()), repr(name))) from None
+    return group.to(dtype=dtype, copy=True)
 
 
 def symmetry_mates(matrices: torch.Tensor, symmetry: torch.Tensor) -> torch.Tensor:
@@ -175,9 +178,12 @@ def symmetry_mates(matrices: torch.Tensor, symmetry: torch.Tensor) -> torch.Tens
 def canonical_symmetry_mate(matrices: torch.Tensor, symmetry: torch.Tensor | None) -> torch.Tensor:
     """One deterministic representative per symmetry-equivalence class.
 
-    The representative is the mate closest to the identity (largest trace): the result lies in the
-    Voronoi cell of the identity among the group, a fundamental domain of the symmetry. Ties (within
-    rounding) go to the operator listed first in ``symmetry``.
+    The representative is the mate closest to the identity (largest trace), so it lies in the
+    Voronoi cell of the identity, a fundamental domain of the symmetry. Mates equally close to the
+    identity (within rounding) are told apart by their closeness to a fixed generic rotation; this
+    matters for groups containing the mirror ``diag(1, 1, -1)`` (``Cs``, ``C<n>h``, ``D<n>h``, ``Oh``,
+    ``Ih``), where ``A`` and ``diag(1, 1, -1) @ A @ diag(1, 1, -1)`` are always equally close to the
+    identity. Exact remaining ties go to the operator listed first in ``symmetry``.
 
     Args:
         matrices: ``(..., 3, 3)`` pose matrices ``A`` (RELION convention).
@@ -192,6 +198,19 @@ def canonical_symmetry_mate(matrices: torch.Tensor, symmetry: torch.Tensor | Non
     trace = mates.diagonal(dim1=-2, dim2=-1).sum(-1)  # (..., G)
     tol = 1e-9 if matrices.dtype == torch.float64 else 1e-5
     near_best = trace >= trace.amax(dim=-1, keepdim=True) - tol
-    choice = torch.argmax(near_best.to(torch.uint8), dim=-1)  # first operator within tol of best
+    secondary = (mates * _tie_break_reference(matrices)).sum(dim=(-2, -1))  # trace(R0.T @ mate)
+    score = torch.where(near_best, secondary, torch.full_like(secondary, -torch.inf))
+    choice = torch.argmax(score, dim=-1)  # first maximum on exact ties
     index = choice[..., None, None, None].expand(*choice.shape, 1, 3, 3)
     return torch.gather(mates, -3, index).squeeze(-3)
+
+
+def _tie_break_reference(like: torch.Tensor) -> torch.Tensor:
+    """A fixed rotation with no symmetry of any RELION group (generic projection direction)."""
+    angles = torch.tensor([23.7, 37.3, 11.9], dtype=torch.float64)
+    a, b, c = torch.deg2rad(angles).tolist()
+    rz = lambda t: torch.tensor(  # noqa: E731
+        [[math.cos(t), -math.sin(t), 0.0], [math.sin(t), math.cos(t), 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64
+    )
+    ry = torch.tensor([[math.cos(b), 0.0, math.sin(b)], [0.0, 1.0, 0.0], [-math.sin(b), 0.0, math.cos(b)]], dtype=torch.float64)
+    return (rz(a) @ ry @ rz(c)).to(dtype=like.dtype, device=like.device)
