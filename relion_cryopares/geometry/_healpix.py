@@ -20,6 +20,7 @@ the poles, where ``rot`` turns quickly), precomputed here, so grid neighbours ar
 from __future__ import annotations
 
 import functools
+import logging
 import math
 
 import healpy
@@ -28,6 +29,8 @@ import torch
 
 from relion_cryopares.errors import InputError
 from relion_cryopares.geometry._euler import euler_to_matrix
+
+logger = logging.getLogger(__name__)
 
 MAX_GRID_ORDER = 6  # 72 * 8**6 = 18.9 M rotations
 MAX_CONE_ORDER = 12
@@ -67,6 +70,7 @@ def _pixel_tables(order: int):
     """Per-pixel tables (CPU): angles (npix, 2) deg, base poses, neighbours, psi offsets."""
     nside = 2**order
     npix = 12 * nside * nside
+    logger.debug("building HEALPix tables for order %d (%d pixels)", order, npix)
     theta, phi = healpy.pix2ang(nside, np.arange(npix), nest=True)
     rot_tilt = torch.from_numpy(np.degrees(np.stack([phi, theta], axis=-1)))
     zeros = torch.zeros(npix, 1, dtype=torch.float64)
