@@ -25,10 +25,12 @@ Symmetry
     ``angle(A1.T @ A2 @ L)``.
 
 Shifts
-    ``rlnOriginXAngst/YAngst`` in Å (RELION 3.1+). The particle centre sits at image centre **plus**
-    the origin: a simulated particle is the projection shifted by ``+origin``; reconstruction and
-    refinement shift the image by ``-origin``. Internally shifts are ``(..., 2)`` tensors ordered
-    ``(x, y)`` and named ``*_angstrom`` or ``*_px``.
+    ``rlnOriginXAngst/YAngst`` in Å (RELION 3.1+). The particle centre sits at image centre **minus**
+    the origin (RELION re-centres an extraction at ``rlnCoordinateX - rlnOriginX``;
+    ``relion_project`` shifts projections by ``-origin``, checked in the tests): a simulated
+    particle is the projection shifted by ``-origin``; reconstruction and refinement shift the image
+    by ``+origin`` to centre it. Internally shifts are ``(..., 2)`` tensors ordered ``(x, y)`` and
+    named ``*_angstrom`` or ``*_px``.
 
 Arrays and Fourier layout
     Images are ``(..., h, w)`` = ``(..., y, x)``; volumes ``(d, h, w)`` = ``(z, y, x)`` as mrcfile

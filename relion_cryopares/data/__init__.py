@@ -15,3 +15,8 @@ __all__ = [
     "read_volume", "write_volume",
     "assign_random_subsets", "ensure_random_subsets",
 ]
+
+from relion_cryopares.data._simulate import (SimulationConfig, optics_table, simulate_particles,
+                                             uniform_random_angles)
+
+__all__ += ["SimulationConfig", "optics_table", "simulate_particles", "uniform_random_angles"]

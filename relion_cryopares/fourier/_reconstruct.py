@@ -1,7 +1,8 @@
 """Direct Fourier inversion with CTF correction, streaming: memory is bounded by the box.
 
-An accumulator holds ``sum w*CTF*F`` and ``sum w*CTF^2`` on a zero-padded (x2, as RELION) centred 3D
-rfft grid; particles are inserted batch by batch (torch-fourier-slice's trilinear insertion), and
+An accumulator holds ``sum w*CTF*F`` and ``sum w*CTF^2`` on an oversampled (x2, as RELION) centred 3D
+rfft grid: each image's box-size Fourier transform is spread into it with trilinear weights at
+``k / box`` cycles/px (RELION's backprojector does the same); particles are inserted batch by batch (torch-fourier-slice's trilinear insertion), and
 accumulators of the same box add up, so half maps can grow across continues without recomputation.
 """
 
@@ -10,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ._fft import (irfft3_centred, radial_frequency_3d, rfft2_centred, shift_rfft2,
                    sinc2_gridding_correction)
+from ._filters import soft_sphere_mask
 from ._slices import scatter_trilinear, slice_coordinates
 
 
@@ -48,7 +49,7 @@ class FourierAccumulator:
         return self._sums[..., 2]
 
     def insert(self, images: torch.Tensor, matrices: torch.Tensor,
-               shifts_px: torch.Tensor | None = None, ctf: torch.Tensor | None = None,
+               origins_px: torch.Tensor | None = None, ctf: torch.Tensor | None = None,
                weights: torch.Tensor | None = None, symmetry: torch.Tensor | None = None) -> None:
         """Add a batch of particles.
 
@@ -56,24 +57,23 @@ class FourierAccumulator:
         ----------
         images: ``(b, box, box)`` real particle images.
         matrices: ``(b, 3, 3)`` pose matrices (RELION's A).
-        shifts_px: ``(b, 2)`` origins (x, y) in pixels; images are shifted by ``-shifts_px``.
-        ctf: ``(b, P, P//2+1)`` CTF on the *padded* centred-rfft grid (``P = padded_size``,
-            :meth:`ctf_grid_size`), or None for no CTF.
+        origins_px: ``(b, 2)`` RELION origins (x, y) in pixels; images are shifted by ``+origin``
+            to centre the particle (conventions.py).
+        ctf: ``(b, box, box//2+1)`` CTF on the images' centred-rfft grid, or None for no CTF.
         weights: ``(b,)`` per-particle weights (default 1).
         symmetry: ``(G, 3, 3)`` operators L; each image is inserted at the poses ``A @ L``.
         """
         dev = self.device
         b = images.shape[0]
-        p = (self.padded_size - self.box) // 2
-        f = rfft2_centred(F.pad(images.to(dev, torch.float32), [p] * 4))
-        if shifts_px is not None:
-            f = shift_rfft2(f, -shifts_px.to(dev), self.padded_size)
+        f = rfft2_centred(images.to(dev, torch.float32))
+        if origins_px is not None:
+            f = shift_rfft2(f, origins_px.to(dev), self.box)
         w = torch.ones(b, device=dev) if weights is None else weights.to(dev, torch.float32)
         c = torch.ones_like(f.real) if ctf is None else ctf.to(dev, torch.float32)
         a = matrices.to(dev, torch.float32)
         if symmetry is not None and symmetry.shape[0] > 1:
             a = a[:, None] @ symmetry.to(dev, torch.float32)[None]  # (b, G, 3, 3)
-        zyx, conj, inside = slice_coordinates(a, self.padded_size, self.padded_size)
+        zyx, conj, inside = slice_coordinates(a, self.box, self.padded_size)
         fw = (f * c * w[:, None, None])[:, inside]  # (b, m)
         cw = (c * c * w[:, None, None])[:, inside]
         if a.ndim == 4:
@@ -84,8 +84,8 @@ class FourierAccumulator:
         self.n_particles += float(w.sum())
 
     def ctf_grid_size(self) -> int:
-        """Side of the grid on which :meth:`insert` expects the CTF (the padded box)."""
-        return self.padded_size
+        """Side of the grid on which :meth:`insert` expects the CTF (the images' box)."""
+        return self.box
 
     def __iadd__(self, other: "FourierAccumulator") -> "FourierAccumulator":
         if other.padded_size != self.padded_size:
@@ -112,7 +112,7 @@ class FourierAccumulator:
         return total / count.clamp(min=1)
 
     def reconstruct(self, ssnr: torch.Tensor | None = None, min_weight_fraction: float = 1e-3,
-                    ) -> torch.Tensor:
+                    mask_outside_sphere: bool = True) -> torch.Tensor:
         """The map ``(box, box, box)``.
 
         Without ``ssnr``: ``sum CTF F / max(sum CTF², eps)`` with ``eps`` a small fraction of the
@@ -120,6 +120,8 @@ class FourierAccumulator:
         With ``ssnr`` ``(box//2+1,)`` per shell (e.g. from the half maps' FSC, :func:`fsc_to_ssnr`):
         RELION-style Wiener regularisation ``sum CTF F / (sum CTF² + 1/tau²)`` with
         ``1/tau² = mean shell weight / ssnr``.
+        ``mask_outside_sphere``: like RELION, zero the map outside the sphere of diameter ``box``
+        (soft edge), where only interpolation noise lives.
         """
         data, weight = self._symmetrised_sums()
         freq = radial_frequency_3d(self.padded_size, self.device)
@@ -137,7 +139,10 @@ class FourierAccumulator:
         vol = irfft3_centred(vol_ft, n)
         p = (n - self.box) // 2
         vol = vol[p:p + self.box, p:p + self.box, p:p + self.box]
-        return vol / sinc2_gridding_correction(self.box, n, self.device)
+        vol = vol / sinc2_gridding_correction(self.box, n, self.device)
+        if mask_outside_sphere:
+            vol = vol * soft_sphere_mask(self.box, self.box / 2, 2.0, ndim=3, device=self.device)
+        return vol
 
     def save(self, path: str | Path) -> None:
         """Write the sums (torch.save of plain tensors; load with :meth:`load`)."""
