@@ -171,3 +171,26 @@ def test_relion_reconstructs_the_same_map_from_our_conversion(shared_data, tmp_p
     b, pb = read_volume(tmp_path / "ours.mrc")
     assert pa == pytest.approx(1.96) and pb == pytest.approx(1.96)
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9999
+
+
+def test_number_format_matches_printf():
+    from relion_cryopares.data._starfmt import _column_matrix
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=20000) * 10.0 ** rng.integers(-3, 12, size=20000)
+    x = np.concatenate([x[np.abs(x) >= 1e-3], [0.0, 1e-3, -0.5, 999999.9999995, 0.9999996, -0.9999996]])
+    m = _column_matrix("fixed", x)
+    got = [m[i].tobytes().decode().strip() for i in range(len(x))]
+    assert got == ["%.6f" % v for v in x]
+    ints = np.array([0, -1, 7, 123456789, -987654321012])
+    m = _column_matrix("int", ints)
+    assert [m[i].tobytes().decode().strip() for i in range(len(ints))] == [str(v) for v in ints]
+
+
+def test_text_with_spaces_is_quoted(shared_data, tmp_path):
+    star = read_particle_star(shared_data / "cryodrgn_relion31" / "relion31.star")
+    star = star.with_columns(rlnMicrographName=["a b.mrc", "", "c.mrc", "d.mrc", "é.mrc"])
+    write_particle_star(tmp_path / "p.star", star)
+    back = read_particle_star(tmp_path / "p.star").column("rlnMicrographName").tolist()
+    assert back[2:] == ["c.mrc", "d.mrc", "é.mrc"]
+    assert back[0] == "a b.mrc"
