@@ -1,0 +1,55 @@
+"""Logging of one job run: progress to stdout (``run.out``), everything to ``<o>/cryopares.log``.
+
+RELION appends the job's stdout to ``run.out`` and its stderr to ``run.err``. The library logs
+under the ``relion_cryopares`` logger; during a run it gets two handlers, which are removed again
+afterwards (so jobs can run in-process, e.g. in tests). ``run.err`` is reserved for the one-line
+error message the runner writes itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from pathlib import Path
+from typing import Iterator
+
+LOG_FILE = "cryopares.log"
+PACKAGE_LOGGER = "relion_cryopares"
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """``HH:MM:SS message``; ``WARNING:``/``ERROR:`` prefixes; never a traceback."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING and not message.startswith(record.levelname):
+            message = f"{record.levelname}: {message}"
+        return f"{self.formatTime(record, self.datefmt)} {message}"
+
+
+@contextlib.contextmanager
+def job_logging(output_dir: Path, verbose: bool) -> Iterator[logging.Logger]:
+    """Attach the stdout and log-file handlers to the package logger for the ``with`` block."""
+    logger = logging.getLogger(PACKAGE_LOGGER)
+    console = logging.StreamHandler(sys.stdout)
+    console.setLevel(logging.DEBUG if verbose else logging.INFO)
+    console.setFormatter(_ConsoleFormatter())
+    logfile = logging.FileHandler(output_dir / LOG_FILE, mode="a", encoding="utf-8")
+    logfile.setLevel(logging.DEBUG)
+    logfile.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(console)
+    logger.addHandler(logfile)
+    try:
+        yield logger
+    finally:
+        logger.removeHandler(console)
+        logger.removeHandler(logfile)
+        logger.setLevel(old_level)
+        console.flush()
+        logfile.close()

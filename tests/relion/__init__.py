@@ -1,0 +1,1 @@
+"""Tests of the External-job contract (relion_cryopares.relion)."""
