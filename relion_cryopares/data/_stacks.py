@@ -25,11 +25,11 @@ log = logging.getLogger(__name__)
 def parse_image_name(name: str) -> tuple[int, str]:
     """``"000012@Extract/job007/x.mrcs"`` -> ``(11, "Extract/job007/x.mrcs")`` (0-based index).
 
-    A name without ``@`` is a single image (index 0).
+    A name without ``@`` is a single image (index 0). RELION's type suffix (``x.mrc:mrcs``) is dropped.
     """
     text = str(name).strip()
     if "@" not in text:
-        return 0, text
+        return 0, _strip_type(text)
     number, _, path = text.partition("@")
     try:
         index1 = int(number)
@@ -37,7 +37,13 @@ def parse_image_name(name: str) -> tuple[int, str]:
         raise InputError(f"bad image name {text!r} (expected NUMBER@PATH)") from None
     if index1 < 1 or not path:
         raise InputError(f"bad image name {text!r} (image numbers start at 1)")
-    return index1 - 1, path
+    return index1 - 1, _strip_type(path)
+
+
+def _strip_type(path: str) -> str:
+    """RELION's file-type suffix (``x.mrc:mrcs`` = read x.mrc as a stack) is not part of the path."""
+    stem, colon, kind = path.rpartition(":")
+    return stem if colon and kind in ("mrc", "mrcs") else path
 
 
 def _open_mrc(path: Path, mmap: bool):

@@ -85,7 +85,7 @@ def _to_numpy(values, n: int) -> np.ndarray | list:
     return values
 
 
-@dataclass
+@dataclass(repr=False)
 class ParticleStar:
     """A normalised particle STAR file (see the module docstring); other data blocks pass through."""
 
@@ -97,6 +97,11 @@ class ParticleStar:
     # ---------------------------------------------------------------- basics
     def __len__(self) -> int:
         return len(self.particles)
+
+    def __repr__(self) -> str:
+        return (f"ParticleStar({self._name!r}, {len(self)} particles, "
+                f"optics groups {self.optics['rlnOpticsGroup'].tolist()}, "
+                f"{len(self.particles.columns)} columns)")
 
     @property
     def _name(self) -> str:
@@ -371,6 +376,9 @@ def _normalise(optics: pd.DataFrame, particles: pd.DataFrame, path: Path) -> tup
         raise InputError("missing column rlnImagePixelSize in data_optics", path)
     optics = optics.copy()
     optics["rlnOpticsGroup"] = optics["rlnOpticsGroup"].astype(np.int64)
+    pixel_sizes = pd.to_numeric(optics["rlnImagePixelSize"], errors="coerce").to_numpy(dtype=np.float64)
+    if not (pixel_sizes > 0).all():
+        raise InputError("rlnImagePixelSize in data_optics must be a positive number", path)
     if optics["rlnOpticsGroup"].duplicated().any():
         raise InputError("optics group numbers repeat in data_optics", path)
     if "rlnOpticsGroupName" not in optics.columns:

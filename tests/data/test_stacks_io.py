@@ -31,6 +31,7 @@ def _new(path, data, **kwargs):
     ("1@/abs/path/stack.mrcs", (0, "/abs/path/stack.mrcs")),
     ("  3@a.mrc ", (2, "a.mrc")),
     ("single.mrc", (0, "single.mrc")),
+    ("2@Extract/job007/x.mrc:mrcs", (1, "Extract/job007/x.mrc")),  # RELION's type suffix
 ])
 def test_parse_image_name(name, expected):
     assert parse_image_name(name) == expected
@@ -132,3 +133,28 @@ def test_write_stack_and_pickle(tmp_path):
     np.testing.assert_allclose(reader.read(["4@w.mrcs"])[0], images[3], rtol=1e-6)
     assert reader.max_open_files == 3
     assert [p.name for p in tmp_path.iterdir()] == ["w.mrcs"]
+
+
+def _child_read(reader, queue):
+    inherited = reader.n_open  # the parent's handle came along with the fork (no pickling)
+    total = float(reader.read(["2@f.mrcs"]).sum())
+    queue.put((inherited, total, reader.n_open))
+
+
+def test_forked_worker_opens_its_own_handles(tmp_path):
+    import multiprocessing
+
+    _new(tmp_path / "f.mrcs", np.arange(2 * 4 * 4, dtype=np.float32).reshape(2, 4, 4))
+    reader = ImageStackReader(root=tmp_path)
+    expected = float(reader.read(["2@f.mrcs"]).sum())
+    assert reader.n_open == 1
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_read, args=(reader, queue))
+    child.start()
+    assert queue.get(timeout=30) == (1, expected, 1)
+    child.join(timeout=30)
+    assert child.exitcode == 0
+    assert reader.n_open == 1 and float(reader.read(["2@f.mrcs"]).sum()) == expected
+    reader.close()
+    assert reader.n_open == 0
