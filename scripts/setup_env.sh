@@ -21,18 +21,18 @@ _cryopares_setup() {
     if [ ! -x "$py" ]; then
         echo "setup_env: creating $venv" >&2
         "${PYTHON:-python3}" -m venv "$venv" || { echo "setup_env: could not create $venv" >&2; return 1; }
-        "$py" -m pip install --quiet --upgrade pip || echo "setup_env: pip upgrade failed (continuing)" >&2
+        "$py" -m pip install --quiet --quiet --upgrade pip || echo "setup_env: pip upgrade failed (continuing)" >&2
     fi
     if ! "$py" -c "import torch" >/dev/null 2>&1; then
         echo "setup_env: installing ${TORCH_SPEC:-torch==2.13.0}" >&2
-        "$py" -m pip install --quiet "${TORCH_SPEC:-torch==2.13.0}" || { echo "setup_env: torch install failed" >&2; return 1; }
+        "$py" -m pip install --quiet --quiet "${TORCH_SPEC:-torch==2.13.0}" || { echo "setup_env: torch install failed" >&2; return 1; }
     fi
     stamp="$venv/.relion_cryopares_installed"
     want="$(cd "$root" && sha256sum pyproject.toml | cut -d' ' -f1)@$root"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! "$py" -c "import relion_cryopares, pytest" >/dev/null 2>&1; then
         echo "setup_env: installing relion-cryopares (editable, with test extras)" >&2
-        "$py" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-        "$py" -m pip install --quiet -e "$root[test]" || { echo "setup_env: package install failed" >&2; return 1; }
+        "$py" -m pip install --quiet --quiet --upgrade pip >/dev/null 2>&1 || true
+        "$py" -m pip install --quiet --quiet -e "$root[test]" || { echo "setup_env: package install failed" >&2; return 1; }
         echo "$want" > "$stamp"
     fi
     "$py" -c "import torch; import relion_cryopares" || return 1

@@ -2,8 +2,9 @@
 
 RELION appends the job's stdout to ``run.out`` and its stderr to ``run.err``. The library logs
 under the ``relion_cryopares`` logger; during a run it gets two handlers, which are removed again
-afterwards (so jobs can run in-process, e.g. in tests). ``run.err`` is reserved for the one-line
-error message the runner writes itself.
+afterwards (so jobs can run in-process, e.g. in tests). Python warnings (``warnings.warn`` from
+torch, e3nn, ...) are routed to the same handlers for the run, so ``run.err`` is reserved for the
+one-line error message the runner writes itself.
 """
 
 from __future__ import annotations
@@ -41,15 +42,20 @@ def job_logging(output_dir: Path, verbose: bool) -> Iterator[logging.Logger]:
     logfile = logging.FileHandler(output_dir / LOG_FILE, mode="a", encoding="utf-8")
     logfile.setLevel(logging.DEBUG)
     logfile.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    warnings_logger = logging.getLogger("py.warnings")
     old_level = logger.level
     logger.setLevel(logging.DEBUG)
-    logger.addHandler(console)
-    logger.addHandler(logfile)
+    for target in (logger, warnings_logger):
+        target.addHandler(console)
+        target.addHandler(logfile)
+    logging.captureWarnings(True)
     try:
         yield logger
     finally:
-        logger.removeHandler(console)
-        logger.removeHandler(logfile)
+        logging.captureWarnings(False)
+        for target in (logger, warnings_logger):
+            target.removeHandler(console)
+            target.removeHandler(logfile)
         logger.setLevel(old_level)
         console.flush()
         logfile.close()

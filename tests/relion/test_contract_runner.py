@@ -144,3 +144,18 @@ def test_no_output_dir_and_help(project, capsys):
     assert toy_main(["--help"]) == 0
     assert "--sym <str>" in capsys.readouterr().out
     assert list(project.iterdir()) == []
+
+
+def test_python_warnings_go_to_run_out_not_run_err(project, capsys):
+    import warnings
+
+    from relion_cryopares.relion import JobSpec, run_job
+
+    def body(ctx):
+        warnings.warn("a library complains", UserWarning)
+        return []
+
+    assert run_job(JobSpec("t"), body, ["--o", JOB]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and "a library complains" in out
+    assert "a library complains" in (project / JOB / LOG_FILE).read_text()
