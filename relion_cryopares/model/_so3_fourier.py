@@ -1,0 +1,183 @@
+"""Spherical-harmonic and Wigner-D coefficients in e3nn's conventions, for our pose matrices.
+
+Frames. Our vectors and pose matrices (:mod:`relion_cryopares.conventions`) live in the image frame
+``(x, y, z)`` with ``z`` the viewing axis. e3nn rotates about its ``y`` axis for ``alpha``/``gamma``
+(``wigner_D`` is diagonal-by-pairs there), so we hand e3nn the cyclically relabelled vector
+``(y, z, x)``: ``v_e3nn = P @ v`` and ``R_e3nn = P @ A @ P.T``. Our in-plane rotations about ``z``
+become e3nn rotations about ``y``, which is what makes the fast evaluations possible. ``P`` has
+det +1, so every identity of e3nn (``Y(R x) = D(R) Y(x)``) holds unchanged in our frame.
+
+Layouts. An S2 signal is ``(..., (lmax+1)**2)`` (e3nn order: degree blocks of ``2l+1``, index
+``m + l``). An SO(3) signal is ``(..., dim)`` with ``dim = sum_l (2l+1)**2``, degree blocks of
+``D``-shaped ``(2l+1, 2l+1)`` matrices flattened row-major: the value at rotation ``g`` is
+``sum_l sqrt(2l+1) <psi_l, D_l(g)> / sqrt(dim)`` (e3nn's ``SO3Grid`` "component" normalisation:
+unit-variance coefficients give unit-variance values). Internally we also use the padded layout
+``(..., lmax+1, 2L+1, 2L+1)`` with ``m, n`` offset by ``L = lmax``, zero where ``|m|`` or ``|n| > l``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+from e3nn import o3
+
+#: ``v_e3nn = E3NN_FROM_IMAGE @ v_image`` (cyclic relabelling x, y, z -> y, z, x; det +1).
+E3NN_FROM_IMAGE = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]], dtype=torch.float64)
+
+
+def so3_dim(lmax: int) -> int:
+    """Number of Wigner-D coefficients up to ``lmax``: ``sum_l (2l+1)**2``."""
+    return (lmax + 1) * (2 * lmax + 1) * (2 * lmax + 3) // 3
+
+
+def s2_dim(lmax: int) -> int:
+    return (lmax + 1) ** 2
+
+
+def to_e3nn_matrices(matrices: torch.Tensor) -> torch.Tensor:
+    """``(..., 3, 3)`` pose matrices (our frame) -> the same rotations in e3nn's frame."""
+    p = E3NN_FROM_IMAGE.to(matrices)
+    return p @ matrices @ p.T
+
+
+def to_e3nn_vectors(vectors: torch.Tensor) -> torch.Tensor:
+    """``(..., 3)`` vectors (our frame) -> e3nn's frame."""
+    return vectors @ E3NN_FROM_IMAGE.to(vectors).T
+
+
+def spherical_harmonics(lmax: int, vectors: torch.Tensor) -> torch.Tensor:
+    """``(..., 3)`` unit vectors in our frame -> ``(..., (lmax+1)**2)`` real SH, "component"
+    normalised (mean square 1 over the sphere), satisfying ``Y(A v) = D(A) Y(v)``."""
+    return o3.spherical_harmonics(list(range(lmax + 1)), to_e3nn_vectors(vectors), normalize=True,
+                                  normalization="component")
+
+
+def wigner_blocks(lmax: int, matrices: torch.Tensor) -> list[torch.Tensor]:
+    """``(..., 3, 3)`` rotations (our frame) -> ``[D_l(A)]`` each ``(..., 2l+1, 2l+1)``, with
+    ``D_l(A1 @ A2) = D_l(A1) @ D_l(A2)`` and ``Y_l(A v) = D_l(A) Y_l(v)``. Computed in float64."""
+    rot = to_e3nn_matrices(matrices.to(torch.float64))
+    alpha, beta, gamma = o3.matrix_to_angles(rot)
+    with default_float64():  # e3nn builds its generators in the default dtype
+        return [o3.wigner_D(l, alpha, beta, gamma) for l in range(lmax + 1)]
+
+
+@contextlib.contextmanager
+def default_float64():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def flat_wigner(lmax: int, matrices: torch.Tensor) -> torch.Tensor:
+    """``(..., 3, 3)`` -> ``(..., dim)``: ``sqrt(2l+1) D_l(A)`` flattened (e3nn's ``flat_wigner``)."""
+    blocks = wigner_blocks(lmax, matrices)
+    return torch.cat([math.sqrt(2 * l + 1) * d.flatten(-2) for l, d in enumerate(blocks)], dim=-1)
+
+
+def evaluate_so3(coefficients: torch.Tensor, matrices: torch.Tensor, lmax: int,
+                 chunk: int = 4096) -> torch.Tensor:
+    """Reference (dense) evaluation of SO(3) signals at rotations.
+
+    Args:
+        coefficients: ``(..., dim)`` flat Wigner coefficients.
+        matrices: ``(N, 3, 3)`` pose matrices (our frame).
+    Returns:
+        ``(..., N)`` signal values, in chunks of ``chunk`` rotations (memory ``dim * chunk``).
+    """
+    dim = so3_dim(lmax)
+    out = []
+    for start in range(0, matrices.shape[0], chunk):
+        w = flat_wigner(lmax, matrices[start:start + chunk]).to(coefficients)
+        out.append(coefficients @ w.T)
+    return torch.cat(out, dim=-1) / math.sqrt(dim)
+
+
+def delta_coefficients(lmax: int, matrices: torch.Tensor) -> torch.Tensor:
+    """``(..., 3, 3)`` -> ``(..., dim)``: coefficients of the band-limited delta peaked at ``A``,
+    whose value at ``g`` is ``sum_l (2l+1) trace(D_l(A).T D_l(g)) / sqrt(dim)``."""
+    return flat_wigner(lmax, matrices)
+
+
+# --- layouts -------------------------------------------------------------------------------------
+
+def _padded_index(lmax: int) -> torch.Tensor:
+    """For each flat SO(3) index, its position in the flattened padded layout."""
+    size = 2 * lmax + 1
+    idx = []
+    for l in range(lmax + 1):
+        m = torch.arange(-l, l + 1) + lmax
+        idx.append((l * size * size + m[:, None] * size + m[None, :]).flatten())
+    return torch.cat(idx)
+
+
+def flat_to_padded(x: torch.Tensor, lmax: int) -> torch.Tensor:
+    """``(..., dim)`` -> ``(..., lmax+1, 2L+1, 2L+1)`` (zeros outside each degree's block)."""
+    size = 2 * lmax + 1
+    out = x.new_zeros(*x.shape[:-1], (lmax + 1) * size * size)
+    out[..., _padded_index(lmax).to(x.device)] = x
+    return out.view(*x.shape[:-1], lmax + 1, size, size)
+
+
+def padded_to_flat(x: torch.Tensor, lmax: int) -> torch.Tensor:
+    """Inverse of :func:`flat_to_padded`."""
+    return x.flatten(-3)[..., _padded_index(lmax).to(x.device)]
+
+
+def s2_to_padded(x: torch.Tensor, lmax: int) -> torch.Tensor:
+    """``(..., (lmax+1)**2)`` -> ``(..., lmax+1, 2L+1)``."""
+    size = 2 * lmax + 1
+    idx = torch.cat([l * size + torch.arange(-l, l + 1) + lmax for l in range(lmax + 1)])
+    out = x.new_zeros(*x.shape[:-1], (lmax + 1) * size)
+    out[..., idx.to(x.device)] = x
+    return out.view(*x.shape[:-1], lmax + 1, size)
+
+
+def degree_mask(lmax: int, dtype=torch.float64) -> torch.Tensor:
+    """``(lmax+1, 2L+1, 2L+1)``: 1 inside each degree's block of the padded layout, else 0."""
+    m = torch.arange(-lmax, lmax + 1).abs()
+    l = torch.arange(lmax + 1)[:, None, None]
+    return ((m[None, :, None] <= l) & (m[None, None, :] <= l)).to(dtype)
+
+
+def padded_wigner(lmax: int, matrices: torch.Tensor) -> torch.Tensor:
+    """``(..., 3, 3)`` -> ``(..., lmax+1, 2L+1, 2L+1)`` padded ``D_l(A)`` (no sqrt(2l+1)), float64."""
+    size = 2 * lmax + 1
+    blocks = wigner_blocks(lmax, matrices)
+    out = torch.zeros(*matrices.shape[:-2], lmax + 1, size, size, dtype=torch.float64,
+                      device=matrices.device)
+    for l, d in enumerate(blocks):
+        out[..., l, lmax - l:lmax + l + 1, lmax - l:lmax + l + 1] = d
+    return out
+
+
+def pair_tables(lmax: int, in_plane: torch.Tensor) -> torch.Tensor:
+    """Entries of ``D(Rz)`` for rotations about our ``z`` (e3nn's ``y``).
+
+    Args:
+        in_plane: ``(K, 3, 3)`` rotations about our ``z`` axis.
+    Returns:
+        ``(K, 2L+1, 2)``, see :func:`row_pairs`.
+    """
+    return row_pairs(padded_wigner(lmax, in_plane)[..., lmax, :, :])
+
+
+def row_pairs(d: torch.Tensor) -> torch.Tensor:
+    """Pairs ``[..., m + L, 0] = D[m, m]``, ``[..., m + L, 1] = D[m, -m]`` of ``(..., 2L+1, 2L+1)``
+    Wigner matrices (degree ``L``) of rotations about e3nn's ``y`` axis, for which ``D[m, j]`` is
+    non-zero only for ``j = +-m`` and the entries do not depend on the degree. The ``m = 0`` partner
+    is set to zero so that the pair ``(0, 0)`` is counted once."""
+    size = d.shape[-1]
+    m = torch.arange(size, device=d.device)
+    table = torch.stack([d[..., m, m], d[..., m, m.flip(0)]], dim=-1)
+    table[..., size // 2, 1] = 0.0
+    off = d.clone()
+    off[..., m, m] = 0.0
+    off[..., m, m.flip(0)] = 0.0
+    if off.abs().max() > 1e-9:
+        raise RuntimeError("expected rotations about e3nn's y axis (our z axis)")
+    return table
