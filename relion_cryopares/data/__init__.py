@@ -16,7 +16,15 @@ __all__ = [
     "assign_random_subsets", "ensure_random_subsets",
 ]
 
-from relion_cryopares.data._simulate import (SimulationConfig, optics_table, simulate_particles,
-                                             uniform_random_angles)
+from relion_cryopares.data._simulate import (SimulationConfig, gaussian_blob_map, optics_table,
+                                             random_blob_map, simulate_junk, simulate_particles,
+                                             uniform_random_angles, with_ligand)
 
-__all__ += ["SimulationConfig", "optics_table", "simulate_particles", "uniform_random_angles"]
+__all__ += ["SimulationConfig", "gaussian_blob_map", "optics_table", "random_blob_map",
+            "simulate_junk", "simulate_particles", "uniform_random_angles", "with_ligand"]
+
+from relion_cryopares.data._preprocess import (PreprocessConfig, circular_mask, finish_channels,
+                                               prepare_channels, preprocess_particles)
+
+__all__ += ["PreprocessConfig", "circular_mask", "finish_channels", "prepare_channels",
+            "preprocess_particles"]

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class SimulationConfig:
     """What to simulate. Noise: ``sigma² = mean variance of the clean CTF-modulated projections
-    (whole box) / snr``; ``snr=None`` gives noise-free images."""
+    (whole box) / snr`` (:func:`estimate_noise_sigma`), or ``noise_sigma`` when given; ``snr=None``
+    and no ``noise_sigma`` give noise-free images."""
 
     n_particles: int
     snr: float | None = 0.1
@@ -45,6 +46,7 @@ class SimulationConfig:
     particles_per_stack: int = 500
     seed: int = 0
     ctf: bool = True
+    noise_sigma: float | None = None  # overrides the SNR-derived noise level when set
 
 
 def uniform_random_angles(n: int, generator: np.random.Generator) -> np.ndarray:
@@ -78,6 +80,20 @@ def optics_table(pixel_size_angstrom: float, box: int, voltage_kv: float = 300.0
         "rlnImageSize": [box], "rlnImageDimensionality": [2]})
 
 
+def estimate_noise_sigma(volume: torch.Tensor, pixel_size_angstrom: float, cfg: SimulationConfig,
+                         n: int = 256) -> float:
+    """Noise standard deviation giving ``cfg.snr``: from ``n`` clean projections at random poses with
+    ``cfg``'s CTF distribution (seeded, so good and junk particles share one noise level)."""
+    rng = np.random.default_rng(cfg.seed + 101)
+    a = euler_to_matrix(torch.from_numpy(uniform_random_angles(n, rng)))
+    ctf = None
+    if cfg.ctf:
+        ctf = compute_ctf(_params(_ctf_table(cfg, n, rng), 0, n, cfg, pixel_size_angstrom),
+                          int(volume.shape[-1]), fftshift=True)
+    clean = Projector(volume.to(torch.float32)).project(a, None, ctf)
+    return float(clean.var(dim=(-2, -1)).mean().sqrt()) / float(cfg.snr) ** 0.5
+
+
 def simulate_particles(volume: torch.Tensor, pixel_size_angstrom: float, cfg: SimulationConfig,
                        out_dir: str | Path, stem: str = "particles",
                        angles_deg: np.ndarray | None = None,
@@ -102,7 +118,9 @@ def simulate_particles(volume: torch.Tensor, pixel_size_angstrom: float, cfg: Si
     ctf_cols = _ctf_table(cfg, n, rng)
     projector = Projector(volume.to(torch.float32))
     noise_rng = torch.Generator().manual_seed(cfg.seed + 1)
-    sigma = None
+    sigma = cfg.noise_sigma
+    if sigma is None and cfg.snr is not None:
+        sigma = estimate_noise_sigma(volume, pixel_size_angstrom, cfg)
     names, micrographs = [], []
     rel_dir = Path(os.path.relpath(out_dir.resolve(), Path(project_dir).resolve()))
     for s0 in range(0, n, cfg.particles_per_stack):
@@ -116,9 +134,7 @@ def simulate_particles(volume: torch.Tensor, pixel_size_angstrom: float, cfg: Si
                 ctf = compute_ctf(_params(ctf_cols, b0, b1, cfg, pixel_size_angstrom), box,
                                   fftshift=True)
             clean = projector.project(a, torch.from_numpy(-shifts[b0:b1] / pixel_size_angstrom), ctf)
-            if cfg.snr is not None:
-                if sigma is None:  # fixed for the whole set, from the first batch
-                    sigma = float(clean.var(dim=(-2, -1)).mean().sqrt()) / cfg.snr ** 0.5
+            if sigma is not None:
                 clean = clean + sigma * torch.randn(clean.shape, generator=noise_rng)
             stack.append(clean.numpy())
         stack_name = f"{stem}_{s0 // cfg.particles_per_stack:04d}.mrcs"
@@ -156,3 +172,71 @@ def _params(cols: dict[str, np.ndarray], b0: int, b1: int, cfg: SimulationConfig
         amplitude_contrast=full(cfg.amplitude_contrast), phase_shift_deg=t["rlnPhaseShift"],
         bfactor_angstrom2=t["rlnCtfBfactor"], scale=t["rlnCtfScalefactor"],
         pixel_size_angstrom=full(pixel_size_angstrom))
+
+
+def gaussian_blob_map(box: int, centres_px: np.ndarray, sigma_px: float,
+                      amplitudes: np.ndarray | None = None) -> torch.Tensor:
+    """``(box, box, box)`` sum of isotropic Gaussians at ``centres_px`` ``(k, 3)`` (x, y, z) measured
+    from the box centre."""
+    c = torch.arange(box, dtype=torch.float32) - box // 2
+    z, y, x = torch.meshgrid(c, c, c, indexing="ij")
+    vol = torch.zeros((box, box, box))
+    amps = np.ones(len(centres_px)) if amplitudes is None else amplitudes
+    for (cx, cy, cz), a in zip(np.asarray(centres_px, dtype=np.float64), amps):
+        vol += float(a) * torch.exp(-((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2)
+                                    / (2 * sigma_px ** 2))
+    return vol
+
+
+def random_blob_map(box: int, like: torch.Tensor, n_blobs: int = 40, seed: int = 0) -> torch.Tensor:
+    """A "different protein": random Gaussian blobs inside a sphere of a third of the box, scaled to
+    the density range of ``like`` (for junk particles: projections of the wrong map)."""
+    rng = np.random.default_rng(seed)
+    pts = rng.normal(size=(n_blobs, 3))
+    pts *= (box / 3.5) * rng.uniform(0, 1, (n_blobs, 1)) ** (1 / 3) / np.linalg.norm(pts, axis=1,
+                                                                                      keepdims=True)
+    vol = gaussian_blob_map(box, pts, sigma_px=box / 20)
+    return vol * float(like.max()) / float(vol.max())
+
+
+def with_ligand(volume: torch.Tensor, position_px: tuple[float, float, float] | None = None,
+                sigma_px: float = 1.5, relative_density: float = 1.0) -> torch.Tensor:
+    """A copy of the map with a small extra density (a "ligand") on the protein's surface: at
+    ``position_px`` (x, y, z from the centre) or at the outermost voxel above half the maximum."""
+    box = volume.shape[-1]
+    if position_px is None:
+        c = torch.arange(box, dtype=torch.float32) - box // 2
+        z, y, x = torch.meshgrid(c, c, c, indexing="ij")
+        r = torch.sqrt(x ** 2 + y ** 2 + z ** 2)
+        inside = volume > 0.5 * volume.max()
+        i = int(torch.argmax(torch.where(inside, r, torch.zeros_like(r))))
+        zi, yi, xi = np.unravel_index(i, volume.shape)
+        position_px = (xi - box // 2, yi - box // 2, zi - box // 2)
+    blob = gaussian_blob_map(box, np.array([position_px]), sigma_px)
+    return volume + relative_density * float(volume.max()) * blob
+
+
+def simulate_junk(like: torch.Tensor, pixel_size_angstrom: float, cfg: SimulationConfig,
+                  out_dir: str | Path, stem: str = "junk", noise_fraction: float = 0.5,
+                  project_dir: str | Path = ".") -> ParticleStar:
+    """Junk particles: a ``noise_fraction`` of pure-noise images and the rest projections of a
+    different (random-blob) map, with the CTF and the noise level of :func:`simulate_particles` of
+    ``like`` with ``cfg``. The STAR carries ``rlnCryoparesSimJunk`` = 1."""
+    sigma = cfg.noise_sigma
+    if sigma is None:
+        sigma = estimate_noise_sigma(like, pixel_size_angstrom, cfg)
+    n_noise = int(round(cfg.n_particles * noise_fraction))
+    parts = []
+    if cfg.n_particles - n_noise > 0:
+        other = random_blob_map(like.shape[-1], like, seed=cfg.seed + 7)
+        c = SimulationConfig(**{**cfg.__dict__, "n_particles": cfg.n_particles - n_noise,
+                                "noise_sigma": sigma})
+        parts.append(simulate_particles(other, pixel_size_angstrom, c, out_dir, f"{stem}_wrongmap",
+                                        project_dir=project_dir))
+    if n_noise > 0:
+        c = SimulationConfig(**{**cfg.__dict__, "n_particles": n_noise, "seed": cfg.seed + 3,
+                                "noise_sigma": sigma})
+        parts.append(simulate_particles(torch.zeros_like(like), pixel_size_angstrom, c, out_dir,
+                                        f"{stem}_noise", project_dir=project_dir))
+    star = ParticleStar.concat(parts) if len(parts) > 1 else parts[0]
+    return star.with_columns(rlnCryoparesSimJunk=np.ones(len(star), dtype=int))
