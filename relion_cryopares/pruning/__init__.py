@@ -1,1 +1,13 @@
-"""pruning layer (see DESIGN.md)."""
+"""Pruning: directional normalisation of the network's confidence and automatic thresholds.
+
+:class:`DirectionalNormaliser` turns pruning scores (``PosePrediction.score``) into robust z-scores
+per viewing-direction cone, fitted on the validation particles of a trained model; a particle with
+``z < threshold`` is junk. :func:`threshold_from_junk` (known junk particles) or
+:func:`threshold_from_validation` (none given) choose the threshold, :func:`auroc` measures the
+separation.
+"""
+
+from relion_cryopares.pruning._normaliser import MAD_SCALE, DirectionalNormaliser
+from relion_cryopares.pruning._thresholds import auroc, threshold_from_junk, threshold_from_validation
+
+__all__ = ["MAD_SCALE", "DirectionalNormaliser", "auroc", "threshold_from_junk", "threshold_from_validation"]
