@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 from ..errors import JobAborted
 from ._args import JobArgs
 from ._exitfiles import ABORT_NOW, abort_requested
 from ._progress import Progress
 from ._spec import JobSpec
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,16 @@ class JobContext:
     def threads(self) -> int:
         """``--j`` (1 when absent)."""
         return self.args.threads
+
+    def params_as(self, config_type: type[T], **overrides: Any) -> T:
+        """Build a (frozen dataclass) config from the parameters whose names match its fields.
+
+        ``ctx.params_as(ReconstructConfig, pixel_size_angstrom=px)``; fields without a matching
+        parameter keep their defaults unless given in ``overrides``.
+        """
+        names = {f.name for f in dataclasses.fields(config_type)}
+        values = {k: v for k, v in self.params.items() if k in names}
+        return config_type(**{**values, **overrides})
 
     def path(self, name: str | os.PathLike) -> Path:
         """``output_dir / name``: where the job writes its file ``name``."""

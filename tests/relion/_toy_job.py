@@ -2,12 +2,14 @@
 
 ``--mode ok`` writes ``toy_map.mrc`` and declares it as a map node; ``--mode fail`` raises an
 InputError; ``--mode crash`` raises a ZeroDivisionError; ``--mode abort`` touches
-RELION_JOB_ABORT_NOW and calls ``check_abort``.
+RELION_JOB_ABORT_NOW and calls ``check_abort``; ``--mode sleep`` waits up to ``--count`` tenths of a
+second, checking for an abort request (for signal and external-abort tests).
 """
 
 from __future__ import annotations
 
 import sys
+import time
 
 from relion_cryopares.errors import InputError
 from relion_cryopares.relion import (ABORT_NOW, Input, JobContext, JobSpec, OutputNode, Param, run_job,
@@ -17,7 +19,7 @@ SPEC = JobSpec(
     name="cryopares_toy",
     description="a toy job for the contract tests",
     params=(
-        Param("mode", "choice", "ok", "what to do", choices=("ok", "fail", "crash", "abort")),
+        Param("mode", "choice", "ok", "what to do", choices=("ok", "fail", "crash", "abort", "sleep")),
         Param("sym", "str", "C1", "symmetry"),
         Param("count", "int", 10, "items", minimum=1),
         Param("scale", "float", 1.0, "a float"),
@@ -33,6 +35,11 @@ def _body(ctx: JobContext) -> list[OutputNode]:
         raise InputError("toy failure on purpose", "toy.star")
     if mode == "crash":
         return [OutputNode(str(1 / 0), "map")]
+    if mode == "sleep":
+        ctx.log.info("sleeping")
+        for _ in range(ctx.params["count"]):
+            time.sleep(0.1)
+            ctx.check_abort()
     progress = ctx.progress(ctx.params["count"], interval_s=0.0)
     for _ in range(ctx.params["count"]):
         if mode == "abort":

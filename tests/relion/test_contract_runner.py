@@ -159,3 +159,57 @@ def test_python_warnings_go_to_run_out_not_run_err(project, capsys):
     out, err = capsys.readouterr()
     assert err == "" and "a library complains" in out
     assert "a library complains" in (project / JOB / LOG_FILE).read_text()
+
+
+def _start_sleeping_toy(project):
+    import subprocess
+    import sys
+    import time
+
+    from tests.relion_project import REPO
+
+    proc = subprocess.Popen([sys.executable, "-m", "tests.relion._toy_job", "--o", JOB, "--mode", "sleep",
+                             "--count", "300"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 60
+    while "sleeping" not in ((project / JOB / LOG_FILE).read_text() if (project / JOB / LOG_FILE).exists() else ""):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    return proc
+
+
+def test_external_abort_request_of_a_running_job(project):
+    proc = _start_sleeping_toy(project)
+    (project / JOB / "RELION_JOB_ABORT_NOW").touch()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and err == ""
+    assert existing_exit_files(project / JOB) == [EXIT_ABORTED]
+
+
+def test_sigterm_ends_in_a_failure_exit_file(project):
+    import signal
+
+    proc = _start_sleeping_toy(project)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert err == "ERROR: terminated by SIGTERM (queue time limit or scancel?)\n"
+    assert existing_exit_files(project / JOB) == [EXIT_FAILURE]
+
+
+def test_params_as_builds_a_frozen_config(project):
+    from dataclasses import dataclass
+
+    from relion_cryopares.relion import JobSpec, Param, run_job
+
+    @dataclass(frozen=True)
+    class Config:
+        batch_size: int = 8
+        lowpass_angstrom: float = 6.0
+        extra: str = "x"
+
+    seen = {}
+    spec = JobSpec("t", params=(Param("batch_size", "int", 16), Param("device", "str", "cpu")))
+    assert run_job(spec, lambda ctx: seen.setdefault("c", [ctx.params_as(Config, extra="y")]) and [],
+                   ["--o", JOB, "--batch_size", "4"]) == 0
+    assert seen["c"][0] == Config(batch_size=4, lowpass_angstrom=6.0, extra="y")
