@@ -18,7 +18,8 @@ from ._grid_tables import grid_matrices, grid_order_of, is_trivial, symmetry_cla
 
 @dataclass(frozen=True)
 class PosePrediction:
-    """Per-particle predictions (``B`` particles), on the device of the logits.
+    """Per-particle predictions (``B`` particles), on the device of the logits; matrices are
+    float64 (the symmetry reduction is exactly idempotent there), probabilities float32.
 
     ``matrices`` ``(B, 3, 3)``: pose matrices (RELION convention), the probability-weighted mean of
     the best grid rotation and its grid neighbours, projected onto SO(3) (SVD, det +1) and reduced
@@ -120,10 +121,10 @@ def predict_poses(logits: torch.Tensor, symmetry: torch.Tensor | None = None, k:
     if sym is not None:
         rot = canonical_symmetry_mate(rot, sym)
     return PosePrediction(
-        matrices=rot.to(torch.float32),
+        matrices=rot,
         probability=probability,
         score=score,
         topk_indices=top_idx[:, :k],
         topk_probs=top_p[:, :k],
-        topk_matrices=grid[top_idx[:, :k]].to(torch.float32),
+        topk_matrices=grid[top_idx[:, :k]],
     )

@@ -23,7 +23,7 @@ def _seed():
     torch.manual_seed(0)
 
 
-def micro_config(**overrides) -> ModelConfig:
+def _micro_config(**overrides) -> ModelConfig:
     """Smaller than "tiny": for optimisation tests on 2 CPU cores."""
     base = dataclasses.replace(
         ModelConfig.preset("tiny"), box=32, unet_widths=(4, 4, 8, 8, 16), unet_decoder_blocks=3,
@@ -31,3 +31,9 @@ def micro_config(**overrides) -> ModelConfig:
         so3_filter_steps=3, grid_order=1,
     )
     return dataclasses.replace(base, **overrides)
+
+
+@pytest.fixture
+def micro_config():
+    """A factory of micro configurations: ``micro_config(**overrides) -> ModelConfig``."""
+    return _micro_config
