@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_data_dir() -> Path | None:
-    for cand in (REPO.parent / "shared" / "data", REPO / "shared" / "data"):
+    """``shared/data`` beside the checkout (or ``$CRYOPARES_SHARED_DATA``, or /work/shared/data)."""
+    env = os.environ.get("CRYOPARES_SHARED_DATA")
+    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data",
+                                                REPO / "shared" / "data", Path("/work/shared/data")]:
         if cand.is_dir():
             return cand
     return None

@@ -7,20 +7,12 @@ from pathlib import Path
 
 import pytest
 
-_REPO = Path(__file__).resolve().parents[2]
-
-
-def _find_shared_data() -> Path | None:
-    for candidate in (_REPO.parent / "shared" / "data", _REPO / "shared" / "data"):
-        if candidate.is_dir():
-            return candidate
-    return None
-
+from tests.conftest import shared_data_dir
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``shared/data`` next to the repository (real public cryo-EM files); skip if absent."""
-    path = _find_shared_data()
+    path = shared_data_dir()
     if path is None:
         pytest.skip("shared/data (real test data) not found next to the repository")
     return path
