@@ -15,11 +15,10 @@ from __future__ import annotations
 import math
 
 import torch
-from e3nn import o3
 from e3nn.math import normalize2mom
 from torch import nn
 
-from ._so3_fourier import default_float64, row_pairs, so3_dim
+from ._so3_fourier import row_pairs, so3_dim, wigner_d
 
 
 def quadrature_weights(res_beta: int) -> torch.Tensor:
@@ -101,18 +100,15 @@ class SO3GridTransform(nn.Module):
         betas = (torch.arange(nb, dtype=torch.float64) + 0.5) / nb * math.pi
         alphas = torch.arange(na, dtype=torch.float64) / na * 2 * math.pi
         zero_a = torch.zeros_like(alphas)
-        with default_float64():
-            dy = o3.wigner_D(lmax, alphas, zero_a, zero_a)  # (na, size, size), about e3nn's y
+        dy = wigner_d(lmax, alphas, zero_a, zero_a)  # (na, size, size), about e3nn's y
         basis = trig_basis(alphas, lmax)  # alphas and gammas share the grid
         # Dy(alpha)[m, s m] = sum_f basis[a, f] ca[f, m, s]; Dy(gamma)[t n, n] likewise with cc
         ma, sa, wa = combos(pair_to_trig(row_pairs(dy), basis))
         mc, tc, wc = combos(pair_to_trig(row_pairs(dy.transpose(-1, -2)), basis))
         d = torch.zeros(lmax + 1, nb, size, size, dtype=torch.float64)  # d_l(beta)[j, k], padded
         zero_b = torch.zeros_like(betas)
-        with default_float64():
-            for l in range(lmax + 1):
-                d[l, :, lmax - l:lmax + l + 1, lmax - l:lmax + l + 1] = o3.wigner_D(l, zero_b, betas,
-                                                                                   zero_b)
+        for l in range(lmax + 1):
+            d[l, :, lmax - l:lmax + l + 1, lmax - l:lmax + l + 1] = wigner_d(l, zero_b, betas, zero_b)
         # trig pair (f, g), combo (c1, c2): coefficient x[l, m, n] meets d_l[s m, t n]
         m = ma[:, None, :, None].expand(size, size, 2, 2)
         n = mc[None, :, None, :].expand(size, size, 2, 2)

@@ -57,7 +57,7 @@ class ModelConfig:
     sphere_order: int = 3
     sphere_coverage: float = 0.9
     sphere_taper_deg: float = 75.0
-    sphere_blur_px: float = 1.0
+    sphere_blur_px: float = 2.0
     s2_channels: int = 128
     lmax: int = 12
     s2_filter_order: int = 3

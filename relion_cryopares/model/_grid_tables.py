@@ -55,7 +55,8 @@ def _classes_cached(order: int, key: str, symmetry_bytes: bytes, g: int) -> tupl
     return tables["representatives"], tables["class_of"]
 
 
-def symmetry_classes(order: int, symmetry: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def symmetry_classes(order: int, symmetry: torch.Tensor, device: torch.device | str = "cpu"
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Partition of the grid into symmetry classes.
 
     Each grid pose is mapped to its canonical symmetry mate
@@ -68,8 +69,15 @@ def symmetry_classes(order: int, symmetry: torch.Tensor) -> tuple[torch.Tensor, 
 
     Returns:
         ``representatives`` ``(R,)`` grid indices (ascending) and ``class_of`` ``(N,)`` the class
-        (position in ``representatives``) of every grid point; CPU int64. Cached in memory and on
-        disk.
+        (position in ``representatives``) of every grid point; int64 on ``device``. Cached in memory
+        (per device) and on disk.
     """
     sym = symmetry.detach().cpu().double().contiguous()
-    return _classes_cached(order, _symmetry_key(sym), sym.numpy().tobytes(), sym.shape[0])
+    return _classes_on(order, _symmetry_key(sym), sym.numpy().tobytes(), sym.shape[0], str(device))
+
+
+@functools.lru_cache(maxsize=16)
+def _classes_on(order: int, key: str, symmetry_bytes: bytes, g: int, device: str
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    reps, class_of = _classes_cached(order, key, symmetry_bytes, g)
+    return reps.to(device), class_of.to(device)

@@ -3,9 +3,10 @@
 Fixed points ``v = (x, y, z)``, ``z > 0`` (HEALPix pixel centres, deterministic: the reference
 implementation draws a random half of them even at inference), each take the feature at image
 location ``(x, y) * coverage`` (``(x, y)`` in units of the feature map's half-width, centred on pixel
-``(h // 2, w // 2)``, ``x`` along columns) by bilinear sampling after a fixed Gaussian blur. Values
-are multiplied by learned per-point weights (initialised to a taper falling from 1 at
-``taper_deg`` to 0 at the equator) and projected on real SH by the equal-area quadrature
+``(h // 2, w // 2)``, ``x`` along columns) by bilinear sampling after a fixed Gaussian blur. A
+linear map (a 1x1 convolution, applied after sampling since both are linear) sets the number of
+channels, then a ReLU (as Image2Sphere and cryoPARES); values are multiplied by learned per-point weights (initialised to a taper falling from
+1 at ``taper_deg`` to 0 at the equator) and projected on real SH by the equal-area quadrature
 ``c = Y.T @ values / sqrt(n)``; a per-degree linear map mixes channels.
 """
 
@@ -42,7 +43,7 @@ class ImageToSphere(nn.Module):
         points, taper = points[keep], taper[keep]
         n = points.shape[0]
         f32 = torch.get_default_dtype()
-        self.conv = nn.Conv2d(c_feat, c_sphere, 1)
+        self.linear = nn.Linear(c_feat, c_sphere)
         self.register_buffer("_xy", (coverage * points[:, :2]).to(f32), persistent=False)
         y = spherical_harmonics(lmax, points) / math.sqrt(n)
         self.register_buffer("_y", y.to(f32), persistent=False)
@@ -70,7 +71,8 @@ class ImageToSphere(nn.Module):
                              align_corners=False)[:, :, 0]
 
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
-        values = self.sample(self.conv(fmap)) * self.point_weight
+        values = torch.relu(self.linear(self.sample(fmap).transpose(1, 2))).transpose(1, 2)
+        values = values * self.point_weight
         coeffs = values @ self._y  # (B, c_sphere, (lmax+1)**2)
         out, start = [], 0
         for l in range(self.lmax + 1):

@@ -54,8 +54,7 @@ def fold_probabilities(probs: torch.Tensor, symmetry: torch.Tensor | None, order
     """
     if is_trivial(symmetry):
         return probs, None, None
-    reps, class_of = symmetry_classes(order, symmetry)
-    reps, class_of = reps.to(probs.device), class_of.to(probs.device)
+    reps, class_of = symmetry_classes(order, symmetry, probs.device)
     folded = probs.new_zeros(probs.shape[0], reps.shape[0]).index_add_(1, class_of, probs)
     return folded, reps, class_of
 

@@ -18,6 +18,7 @@ unit-variance coefficients give unit-variance values). Internally we also use th
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 import torch
@@ -59,12 +60,64 @@ def wigner_blocks(lmax: int, matrices: torch.Tensor) -> list[torch.Tensor]:
     ``D_l(A1 @ A2) = D_l(A1) @ D_l(A2)`` and ``Y_l(A v) = D_l(A) Y_l(v)``. Computed in float64."""
     rot = to_e3nn_matrices(matrices.to(torch.float64))
     alpha, beta, gamma = o3.matrix_to_angles(rot)
-    with default_float64():  # e3nn builds its generators in the default dtype
-        return [o3.wigner_D(l, alpha, beta, gamma) for l in range(lmax + 1)]
+    return [wigner_d(l, alpha, beta, gamma) for l in range(lmax + 1)]
+
+
+def wigner_d(l: int, alpha: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """e3nn's ``wigner_D(l, alpha, beta, gamma) = Dy(alpha) Dx(beta) Dy(gamma)`` in float64, fast.
+
+    ``Dy`` is written in closed form (cos/sin of ``|m| angle`` on the ``(m, -m)`` pairs, signs read
+    once from e3nn) and ``Dx(beta) = D(Q) Dy(beta) D(Q).T`` with ``Q`` the fixed rotation taking
+    e3nn's ``y`` axis to its ``x`` axis: no matrix exponential per rotation (tested against e3nn).
+    """
+    alpha, beta, gamma = torch.broadcast_tensors(*(torch.as_tensor(t, dtype=torch.float64)
+                                                   for t in (alpha, beta, gamma)))
+    q = _y_to_x(l).to(alpha.device)
+    return _dy(l, alpha) @ q @ _dy(l, beta) @ q.T @ _dy(l, gamma)
+
+
+def _dy(l: int, theta: torch.Tensor) -> torch.Tensor:
+    """``(...)`` angles -> ``(..., 2l+1, 2l+1)`` e3nn ``Dy``: ``cos(|m| t)`` on the diagonal,
+    ``s_m sin(|m| t)`` on the anti-diagonal (``s_0 = 0``)."""
+    am = torch.arange(-l, l + 1, device=theta.device).abs().to(torch.float64)
+    angle = theta[..., None] * am
+    signs = _y_signs(l).to(theta.device)
+    return torch.diag_embed(torch.cos(angle)) + torch.diag_embed(torch.sin(angle) * signs).flip(-1)
+
+
+@functools.lru_cache(maxsize=None)
+def _y_signs(l: int) -> torch.Tensor:
+    """``s_m`` with ``Dy(t)[m, -m] = s_m sin(|m| t)`` (``m != 0``), read from e3nn's harmonics."""
+    t = 0.3
+    d = _wigner_from_harmonics(l, torch.tensor([[math.cos(t), 0.0, math.sin(t)], [0.0, 1.0, 0.0],
+                                                [-math.sin(t), 0.0, math.cos(t)]], dtype=torch.float64))
+    m = torch.arange(-l, l + 1)
+    i = torch.arange(2 * l + 1)
+    sin = torch.sin(t * m.abs())
+    signs = d[i, i.flip(0)] / torch.where(m != 0, sin, torch.ones_like(sin))
+    return torch.where(m != 0, signs, torch.zeros_like(signs)).round()
+
+
+@functools.lru_cache(maxsize=None)
+def _y_to_x(l: int) -> torch.Tensor:
+    """``D_l(Q)``, ``Q = Rz(-90 deg)`` (e3nn frame) taking ``y`` to ``x``: ``Dx(b) = D(Q) Dy(b) D(Q).T``."""
+    q = torch.tensor([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    return _wigner_from_harmonics(l, q)
+
+
+def _wigner_from_harmonics(l: int, rot: torch.Tensor) -> torch.Tensor:
+    """``D_l(R)`` (e3nn frame, one rotation) from ``Y_l(R v) = D_l(R) Y_l(v)`` at fixed points,
+    by least squares (float64, exact to rounding; no matrix exponential)."""
+    v = torch.nn.functional.normalize(
+        torch.randn(4 * l + 8, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(l)), dim=-1)
+    y = o3.spherical_harmonics(l, v, normalize=True)
+    y_rot = o3.spherical_harmonics(l, v @ rot.T, normalize=True)
+    return torch.linalg.lstsq(y, y_rot).solution.T
 
 
 @contextlib.contextmanager
 def default_float64():
+    """Temporarily make float64 the default dtype (e3nn builds some tables in the default dtype)."""
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:

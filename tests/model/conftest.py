@@ -19,8 +19,14 @@ def _private_cache(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed_and_one_thread():
+    """Seeded, single-threaded: these tensors are small, and OpenMP threads spinning on a busy
+    shared runner made the optimisation test 6x slower."""
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _micro_config(**overrides) -> ModelConfig:

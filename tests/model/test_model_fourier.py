@@ -34,9 +34,9 @@ def test_sh_rotate_with_wigner_of_pose_matrices():
     assert torch.allclose(spherical_harmonics(lmax, v @ a.T), _rotate_sh(y, wigner_blocks(lmax, a)),
                           atol=1e-6)
     # component normalisation: mean square 1 over the sphere (dense random sample)
-    u = torch.nn.functional.normalize(torch.randn(200000, 3, dtype=torch.float64), dim=-1)
+    u = torch.nn.functional.normalize(torch.randn(40000, 3, dtype=torch.float64), dim=-1)
     ms = spherical_harmonics(lmax, u).square().mean(0)
-    assert torch.allclose(ms, torch.ones_like(ms), atol=0.03)
+    assert torch.allclose(ms, torch.ones_like(ms), atol=0.08)
 
 
 def test_wigner_is_a_homomorphism():
@@ -73,3 +73,15 @@ def test_quadrature_weights_match_e3nn():
     for res_beta in (4, 8, 20):
         ours = quadrature_weights(res_beta)
         assert torch.allclose(ours, _quadrature_weights(res_beta // 2, dtype=torch.float64), atol=1e-9)
+
+
+def test_fast_wigner_matches_e3nn():
+    from e3nn import o3
+
+    from relion_cryopares.model._so3_fourier import default_float64, wigner_d
+
+    a, b, c = (torch.rand(20, dtype=torch.float64) * 7 - 0.5 for _ in range(3))
+    for l in (0, 1, 2, 5, 9):
+        with default_float64():
+            ref = o3.wigner_D(l, a, b, c)
+        assert torch.allclose(wigner_d(l, a, b, c), ref, atol=1e-10)
