@@ -64,3 +64,87 @@ def test_reconstruct_loop_processes_each_particle_once(tmp_path, test_map):
     post = project / "PostProcess/job002"
     assert read_text(post / "note.txt").count("Executing") == N_CHUNKS
     assert (post / "postprocess.mrc").exists() and "FINAL RESOLUTION" in read_text(post / "run.out")
+
+
+SCREEN_JOBS = ("relion_cryopares.jobs.train", "relion_cryopares.jobs.infer", "relion_cryopares.jobs.localrefine")
+
+
+def _screen_jobs_available() -> str | None:
+    """None when the three jobs import, else why not."""
+    import importlib
+
+    for module in SCREEN_JOBS:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - any import problem means: not available here
+            return f"{module} is not available yet ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _ligand_chunks(project, test_map, n_per_chunk):
+    """Extracted-looking particles (no poses, centred) simulated from the map, in cumulative chunks."""
+    from relion_cryopares.data import SimulationConfig, simulate_particles
+
+    vol, px = test_map
+    cfg = SimulationConfig(n_particles=N_CHUNKS * n_per_chunk, snr=0.5, seed=23, particles_per_stack=n_per_chunk)
+    star = simulate_particles(vol, px, cfg, project / "Extract" / "job002" / "Particles", project_dir=project)
+    star.particles = star.particles.drop(columns=["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi",
+                                                  "rlnRandomSubset", "rlnMaxValueProbDistribution"],
+                                         errors="ignore")
+    return star, [star.select(np.arange(n_per_chunk * (k + 1))) for k in range(N_CHUNKS)]
+
+
+def test_train_then_screen_schedules(tmp_path, test_map):
+    """cryopares_train Schedule, then cryopares_screen for three passes of arriving particles."""
+    reason = _screen_jobs_available()
+    if reason:
+        pytest.skip(reason)
+    from tests.schemes._loop import schedule_floats  # noqa: F401 - imported for debugging runs
+
+    project = simulated_project(tmp_path / "project", test_map, n=400)  # the "apo" training set
+    _mask(project)
+    for command, module in (("cryopares_train", "train"), ("cryopares_infer", "infer"),
+                            ("cryopares_localrefine", "localrefine")):
+        write_launcher(project, command, module=f"relion_cryopares.jobs.{module}")
+    px = test_map[1]
+    install_scheme("cryopares_train", project, form="3.1", exe_dir=".", values={
+        "particles": "Import/job001/particles.star", "ref_map": "", "sym": "C1", "preset": "tiny",
+        "train_args": f"--epochs 1 --angpix_nnet {px} --box_nnet 64"})
+    train = subprocess.run(["relion_scheduler", "--schedule", "cryopares_train", "--run", "--verb", "2"],
+                           cwd=project, capture_output=True, text=True, timeout=600)
+    assert "reached an exit point" in train.stdout, train.stdout[-3000:] + read_text(
+        project / "External/job001/run.err")
+    assert job_statuses(project) == {"External/job001/": "Succeeded"}
+
+    star, chunks = _ligand_chunks(project, test_map, 100)
+    install_scheme("cryopares_screen", project, form="3.1", exe_dir=".", values={
+        "particles": "Extract/job002/particles.star", "model": "External/job001/", "ref_map": "truth.mrc",
+        "mask": "mask.mrc", "sym": "C1", "wait_s": 1, "stop_file": "STOP", "auto_bfac": False,
+        "max_loops": N_CHUNKS + 2})
+    run = run_growing_loop(project, "cryopares_screen", project / "Extract/job002/particles.star", chunks,
+                           "STOP", timeout=900)
+    assert run.returncode == 0 and "The schedule has reached an exit point" in run.output, run.output[-3000:]
+    assert run.passes == N_CHUNKS
+    statuses = job_statuses(project)
+    assert statuses == {"External/job001/": "Succeeded", "External/job002/": "Succeeded",
+                        "External/job003/": "Succeeded", "PostProcess/job004/": "Succeeded"}, statuses
+    infer_dir, refine_dir = project / "External/job002", project / "External/job003"
+    # infer predicted each particle once, on the pass it arrived
+    log = read_text(infer_dir / "cryopares.log")
+    passes = [tuple(map(int, m)) for m in re.findall(r"(\d+) particles: (\d+) with stored results, (\d+) to predict",
+                                                      log)]
+    assert passes == [(100 * (k + 1), 100 * k, 100) for k in range(N_CHUNKS)], passes
+    kept = read_particle_star(infer_dir / "particles.star")
+    rejected = read_particle_star(infer_dir / "rejected.star")
+    names = list(kept.image_names()) + list(rejected.image_names())
+    assert sorted(names) == sorted(star.image_names())            # each particle once, kept or rejected
+    # localrefine refined each kept particle once; its half maps hold all of them
+    log = read_text(refine_dir / "cryopares.log")
+    refined = [tuple(map(int, m)) for m in re.findall(r"(\d+) particles: (\d+) refined before, (\d+) to refine", log)]
+    assert len(refined) == N_CHUNKS and refined[-1][0] == len(kept)
+    assert sum(r[2] for r in refined) == len(kept), refined
+    data = read_particle_star(refine_dir / "run_data.star")
+    assert sorted(data.image_names()) == sorted(kept.image_names())
+    post = project / "PostProcess/job004"
+    assert read_text(post / "note.txt").count("Executing") == N_CHUNKS
+    assert "FINAL RESOLUTION" in read_text(post / "run.out")
