@@ -48,11 +48,15 @@ def cached_tensors(name: str, key: dict, build: Callable[[], dict[str, torch.Ten
         except Exception as exc:  # a damaged file is rebuilt
             log.warning("ignoring unreadable cache file %s (%s)", path, exc)
     tables = build()
+    tmp_name = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as tmp:
+            tmp_name = tmp.name
             torch.save({k: v.detach().cpu().contiguous() for k, v in tables.items()}, tmp)
-        os.replace(tmp.name, path)
+        os.replace(tmp_name, path)  # atomic: concurrent builders are harmless
     except OSError as exc:
         log.info("could not write cache file %s (%s)", path, exc)
+        if tmp_name is not None:
+            Path(tmp_name).unlink(missing_ok=True)
     return tables

@@ -21,8 +21,9 @@ class PosePrediction:
     """Per-particle predictions (``B`` particles), on the device of the logits; matrices are
     float64 (the symmetry reduction is exactly idempotent there), probabilities float32.
 
-    ``matrices`` ``(B, 3, 3)``: pose matrices (RELION convention), the probability-weighted mean of
-    the best grid rotation and its grid neighbours, projected onto SO(3) (SVD, det +1) and reduced
+    ``matrices`` ``(B, 3, 3)``: pose matrices (RELION convention): the best grid rotation (the most
+    probable grid point of the most probable symmetry class) and its HEALPix grid neighbours,
+    averaged with their probabilities as weights, projected onto SO(3) (SVD, det +1) and reduced
     to the canonical symmetry mate. ``probability`` ``(B,)``: the network's probability of that
     pose: the probability mass on the grid neighbourhoods (the point nearest to each symmetry copy
     of the pose and its HEALPix neighbours, each grid point counted once).

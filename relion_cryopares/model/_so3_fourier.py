@@ -11,8 +11,7 @@ Layouts. An S2 signal is ``(..., (lmax+1)**2)`` (e3nn order: degree blocks of ``
 ``m + l``). An SO(3) signal is ``(..., dim)`` with ``dim = sum_l (2l+1)**2``, degree blocks of
 ``D``-shaped ``(2l+1, 2l+1)`` matrices flattened row-major: the value at rotation ``g`` is
 ``sum_l sqrt(2l+1) <psi_l, D_l(g)> / sqrt(dim)`` (e3nn's ``SO3Grid`` "component" normalisation:
-unit-variance coefficients give unit-variance values). Internally we also use the padded layout
-``(..., lmax+1, 2L+1, 2L+1)`` with ``m, n`` offset by ``L = lmax``, zero where ``|m|`` or ``|n| > l``.
+unit-variance coefficients give unit-variance values).
 """
 
 from __future__ import annotations
@@ -31,10 +30,6 @@ E3NN_FROM_IMAGE = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0
 def so3_dim(lmax: int) -> int:
     """Number of Wigner-D coefficients up to ``lmax``: ``sum_l (2l+1)**2``."""
     return (lmax + 1) * (2 * lmax + 1) * (2 * lmax + 3) // 3
-
-
-def s2_dim(lmax: int) -> int:
-    return (lmax + 1) ** 2
 
 
 def to_e3nn_matrices(matrices: torch.Tensor) -> torch.Tensor:
@@ -154,47 +149,6 @@ def delta_coefficients(lmax: int, matrices: torch.Tensor) -> torch.Tensor:
     """``(..., 3, 3)`` -> ``(..., dim)``: coefficients of the band-limited delta peaked at ``A``,
     whose value at ``g`` is ``sum_l (2l+1) trace(D_l(A).T D_l(g)) / sqrt(dim)``."""
     return flat_wigner(lmax, matrices)
-
-
-# --- layouts -------------------------------------------------------------------------------------
-
-def _padded_index(lmax: int) -> torch.Tensor:
-    """For each flat SO(3) index, its position in the flattened padded layout."""
-    size = 2 * lmax + 1
-    idx = []
-    for l in range(lmax + 1):
-        m = torch.arange(-l, l + 1) + lmax
-        idx.append((l * size * size + m[:, None] * size + m[None, :]).flatten())
-    return torch.cat(idx)
-
-
-def flat_to_padded(x: torch.Tensor, lmax: int) -> torch.Tensor:
-    """``(..., dim)`` -> ``(..., lmax+1, 2L+1, 2L+1)`` (zeros outside each degree's block)."""
-    size = 2 * lmax + 1
-    out = x.new_zeros(*x.shape[:-1], (lmax + 1) * size * size)
-    out[..., _padded_index(lmax).to(x.device)] = x
-    return out.view(*x.shape[:-1], lmax + 1, size, size)
-
-
-def padded_to_flat(x: torch.Tensor, lmax: int) -> torch.Tensor:
-    """Inverse of :func:`flat_to_padded`."""
-    return x.flatten(-3)[..., _padded_index(lmax).to(x.device)]
-
-
-def s2_to_padded(x: torch.Tensor, lmax: int) -> torch.Tensor:
-    """``(..., (lmax+1)**2)`` -> ``(..., lmax+1, 2L+1)``."""
-    size = 2 * lmax + 1
-    idx = torch.cat([l * size + torch.arange(-l, l + 1) + lmax for l in range(lmax + 1)])
-    out = x.new_zeros(*x.shape[:-1], (lmax + 1) * size)
-    out[..., idx.to(x.device)] = x
-    return out.view(*x.shape[:-1], lmax + 1, size)
-
-
-def degree_mask(lmax: int, dtype=torch.float64) -> torch.Tensor:
-    """``(lmax+1, 2L+1, 2L+1)``: 1 inside each degree's block of the padded layout, else 0."""
-    m = torch.arange(-lmax, lmax + 1).abs()
-    l = torch.arange(lmax + 1)[:, None, None]
-    return ((m[None, :, None] <= l) & (m[None, None, :] <= l)).to(dtype)
 
 
 def padded_wigner(lmax: int, matrices: torch.Tensor) -> torch.Tensor:
