@@ -1,0 +1,166 @@
+"""Local refinement of poses and shifts against a reference: the search for one batch of particles.
+
+1. Coarse search: candidate poses ``Q(v) @ A`` for every rotation vector ``v`` of the local grid
+   (:mod:`._grid`), scored at every allowed shift (:mod:`._match`) using the Fourier band up to
+   ``coarse_shell`` (a prefix of the band: cheaper, and a smoother landscape).
+2. Sub-step refinement (``fine``):
+
+   - ``"grid"`` (default): a 3x3x3 grid at ``step / 3`` around the best coarse point scored with the
+     full band, then the maximum of the least-squares quadratic through those 27 scores.
+   - ``"quadratic"``: the quadratic through the best coarse point and its 26 lattice neighbours
+     (no extra projections; coarse-band scores).
+   - ``"none"``: the best coarse point.
+
+3. Final pose: scored at every shift with the full band, the shift refined below a pixel by
+   parabolic fits. The peak's significance (:mod:`._significance`) uses the correlation map of the
+   final pose at shifts far outside the search window as the noise reference.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+
+from relion_cryopares.fourier import Projector, irfft2_centred, rfft2_centred, shift_rfft2, soft_sphere_mask
+
+from ._band import Band, BandSlicer
+from ._grid import LocalGrid, cube_offsets, local_rotation_grid, rotation_vector_to_matrix
+from ._match import ShiftWindow, best_shift, build_bank, score_shifts, shift_phases
+from ._peaks import quadratic_peak_3d
+from ._significance import null_zscore, peak_significance
+from ._spectra import whitening_weights
+
+log = logging.getLogger(__name__)
+
+FINE_MODES = ("none", "quadratic", "grid")
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """What the local search does (pixels are the particles' pixels).
+
+    ``range_deg``/``step_deg``: the rotation-vector grid; ``shift_range_px``: largest change of the
+    origin; ``max_shell``: highest Fourier shell used (the reference's low-pass, ``box * pixel /
+    resolution``); ``min_shell``: lowest (1 skips only the DC term); ``coarse_shell``: highest shell
+    of the coarse search (None: ``max_shell``); ``mask_radius_px``: soft circular mask on the centred
+    images (None: none); ``fine``: sub-step refinement (module docstring).
+    """
+
+    range_deg: float = 6.0
+    step_deg: float = 2.0
+    shift_range_px: float = 5.0
+    max_shell: int = 32
+    min_shell: int = 1
+    coarse_shell: int | None = None
+    mask_radius_px: float | None = None
+    mask_edge_px: float = 5.0
+    fine: str = "grid"
+
+    def __post_init__(self) -> None:
+        if self.fine not in FINE_MODES:
+            raise ValueError(f"fine must be one of {FINE_MODES}, not {self.fine!r}")
+
+
+def coarse_shell(box: int, pixel_size_angstrom: float, radius_angstrom: float, step_deg: float,
+                 max_shell: int) -> int:
+    """Highest shell of the coarse search: the resolution at which one grid step moves the edge of the
+    particle by a quarter of a resolution element (``4 * radius * step``), at least 8 shells."""
+    resolution = 4.0 * radius_angstrom * math.radians(step_deg)
+    shell = int(math.floor(box * pixel_size_angstrom / max(resolution, 1e-6)))
+    return int(min(max_shell, max(8, shell)))
+
+
+@dataclass
+class RefineResult:
+    """Per particle: refined ``poses`` ``(b, 3, 3)``; ``origin_change_px`` ``(b, 2)`` (x, y), the new
+    RELION origin is the old one plus this; ``score`` ``(b,)`` at the final pose and shift;
+    ``grid_scores`` ``(b, R)`` of the coarse search; ``zscore`` and ``significance`` ``(b,)``."""
+
+    poses: torch.Tensor
+    origin_change_px: torch.Tensor
+    score: torch.Tensor
+    grid_scores: torch.Tensor
+    zscore: torch.Tensor
+    significance: torch.Tensor
+
+
+class LocalRefiner:
+    """Refines batches of particles against one reference map (prepared once)."""
+
+    def __init__(self, reference: torch.Tensor, config: RefineConfig, device: torch.device | str = "cpu"):
+        self.config = config
+        self.size = int(reference.shape[-1])
+        self.device = torch.device(device)
+        self.projector = Projector(reference.to(self.device, torch.float32))
+        self.band = Band.of(self.size, config.min_shell, config.max_shell, self.device)
+        self.slicer = BandSlicer(self.projector, self.band)
+        coarse = config.max_shell if config.coarse_shell is None else min(config.coarse_shell, config.max_shell)
+        self.coarse_count = self.band.count_up_to(coarse)
+        self.grid: LocalGrid = local_rotation_grid(config.range_deg, config.step_deg)
+        self.grid_matrices = self.grid.matrices.to(self.device, torch.float32)
+        self.neighbours = self.grid.neighbour_table().to(self.device)
+        self.window = ShiftWindow.of(config.shift_range_px, self.device)
+        self.phases = shift_phases(self.band, self.window)
+        self.mask = None
+        if config.mask_radius_px is not None:
+            self.mask = soft_sphere_mask(self.size, config.mask_radius_px, config.mask_edge_px, device=self.device)
+
+    @property
+    def n_hypotheses(self) -> int:
+        """Poses x shifts searched per particle (the multiple-testing count of the significance)."""
+        return len(self.grid) * self.window.n_allowed
+
+    def refine(self, images: torch.Tensor, poses: torch.Tensor, origins_px: torch.Tensor,
+               ctf: torch.Tensor) -> RefineResult:
+        """Refine one batch.
+
+        Parameters
+        ----------
+        images: ``(b, n, n)`` particle images (the reference's box and pixel size).
+        poses: ``(b, 3, 3)`` starting pose matrices (RELION's A).
+        origins_px: ``(b, 2)`` starting RELION origins (x, y) in pixels.
+        ctf: ``(b, n, n//2+1)`` CTF in the centred rfft layout (phase-flipped data: ``|CTF|``).
+        """
+        a = poses.to(self.device, torch.float32)
+        f = rfft2_centred(images.to(self.device, torch.float32))
+        f = shift_rfft2(f, origins_px.to(self.device, torch.float32), self.size)  # centre: +origin
+        if self.mask is not None:
+            f = rfft2_centred(irfft2_centred(f, self.size) * self.mask)
+        w = whitening_weights(f, self.band.min_shell, self.band.max_shell)
+        bank = build_bank(self.band, self.phases, f, ctf.to(self.device), w)
+
+        candidates = self.grid_matrices[None] @ a[:, None]  # (b, R, 3, 3): Q @ A
+        re, im = self.slicer(candidates, self.coarse_count)
+        grid_scores, _ = best_shift(score_shifts(bank, re, im), self.window)
+        del re, im
+        best = grid_scores.argmax(dim=1)
+        vectors = self._fine(bank, a, grid_scores, best)
+        final = rotation_vector_to_matrix(vectors.to(torch.float64)).to(a.dtype) @ a
+        re, im = self.slicer(final[:, None])
+        score, d = best_shift(score_shifts(bank, re, im), self.window, subpixel=True)
+        z = null_zscore(self.band, bank, re[:, 0], im[:, 0], score[:, 0], self.window.radius_px)
+        return RefineResult(final, -d[:, 0], score[:, 0], grid_scores, z,
+                            peak_significance(z, self.n_hypotheses))
+
+    def _fine(self, bank, a, grid_scores, best) -> torch.Tensor:
+        mode, step = self.config.fine, self.config.step_deg
+        vectors = self.grid.vectors_deg.to(self.device, torch.float32)[best]  # (b, 3)
+        if mode == "none":
+            return vectors
+        if mode == "quadratic":
+            idx = self.neighbours[best]  # (b, 27)
+            vals = torch.gather(grid_scores, 1, idx.clamp(min=0))
+            u, ok = quadratic_peak_3d(vals)
+            use = ((idx >= 0).all(dim=1) & ok)[:, None]
+            return vectors + torch.where(use, u * step, torch.zeros_like(u))
+        cube = cube_offsets().to(self.device, torch.float32)
+        fine = vectors[:, None] + cube[None] * (step / 3.0)  # (b, 27, 3)
+        q = rotation_vector_to_matrix(fine.to(torch.float64)).to(a.dtype)
+        re, im = self.slicer(q @ a[:, None])
+        scores, _ = best_shift(score_shifts(bank, re, im), self.window)
+        u, ok = quadratic_peak_3d(scores, max_offset=1.5)
+        sampled = cube[scores.argmax(dim=1)]
+        return vectors + torch.where(ok[:, None], u, sampled) * (step / 3.0)
