@@ -14,15 +14,16 @@ from ._match import ShiftWindow, best_shift, build_bank, score_shifts
 from ._memory import available_memory_bytes, bytes_per_particle, choose_batch_size
 from ._peaks import parabolic_offset, quadratic_peak_3d
 from ._reference import prepare_reference, to_particle_grid
-from ._refine import FINE_MODES, LocalRefiner, RefineConfig, RefineResult
-from ._significance import null_zscore, particle_weight, peak_significance
+from ._refine import (FINE_MODES, LocalRefiner, RefineConfig, RefineResult, coarse_shell, keep_canonical,
+                      search_config)
+from ._significance import correlation_map, null_zscore, particle_weight, peak_significance
 from ._spectra import hermitian_weights, shell_index, whitening_weights
 
 __all__ = [
     "Band", "BandSlicer", "FINE_MODES", "LocalGrid", "LocalRefiner", "RefineConfig", "RefineResult",
     "ShiftWindow", "available_memory_bytes", "best_shift", "build_bank", "bytes_per_particle",
-    "choose_batch_size", "cube_offsets", "hermitian_weights", "local_rotation_grid", "null_zscore",
+    "choose_batch_size", "coarse_shell", "correlation_map", "cube_offsets", "keep_canonical", "hermitian_weights", "local_rotation_grid", "null_zscore",
     "parabolic_offset", "particle_weight", "peak_significance", "prepare_reference",
-    "quadratic_peak_3d", "rotation_vector_to_matrix", "score_shifts", "shell_index", "to_particle_grid",
+    "quadratic_peak_3d", "rotation_vector_to_matrix", "score_shifts", "search_config", "shell_index", "to_particle_grid",
     "whitening_weights",
 ]

@@ -9,7 +9,10 @@ empirical null, measured per particle on the final pose's full correlation map, 
 
     significance = Phi(z) ** N
 
-close to 1 for a real peak and close to 0 for the maximum of pure noise. The scores of the rotation
+close to 1 for a real peak and close to 0 for the maximum of pure noise (simulations, box 64,
+SNR 0.1: particles z 10-20, significance 1.000; pure-noise images z ~2.6, 2 % above 0.5). The null
+needs a stationary correlation map: images are therefore not masked before matching (a circular
+mask made 34 % of noise images "significant"). The scores of the rotation
 grid itself are no reference: for a real particle they form one smooth bump over the ±range ball,
 whose ``(max - mean) / std`` is about 2 whatever the SNR (simulations: 1.9 for particles at SNR 0.1
 and 2.3 for pure noise), so ``Phi(z) ** N`` over the grid alone cannot tell particles from junk.
@@ -25,6 +28,18 @@ import torch
 from relion_cryopares.fourier import irfft2_centred
 
 
+def correlation_map(band, bank, proj_re: torch.Tensor, proj_im: torch.Tensor) -> torch.Tensor:
+    """``(b, n, n)`` scores of one pose per particle (projections ``(b, m)``) at every shift of the
+    box, the shift ``d`` at pixel ``(n//2 + d_y, n//2 + d_x)``: the scores of
+    :func:`~._match.score_shifts` extended to the whole box by one inverse FFT."""
+    n = band.size
+    template = torch.complex(proj_re, proj_im)
+    norm = ((proj_re ** 2 + proj_im ** 2) * bank.ctf2w).sum(-1).clamp(min=1e-30).sqrt()
+    # bank.base carries the multiplicity (1 or 2) of each rfft point: undo it for the inverse rfft
+    cross = torch.conj(template) * bank.base / band.multiplicity
+    return irfft2_centred(band.dense(cross), n) * (n * n) / norm[:, None, None]
+
+
 def null_zscore(band, bank, proj_re: torch.Tensor, proj_im: torch.Tensor, peak: torch.Tensor,
                 radius_px: float, min_pixels: int = 64) -> torch.Tensor:
     """``(b,)`` ``(peak - mean) / std`` with mean and std of the correlation map of one pose per
@@ -33,11 +48,7 @@ def null_zscore(band, bank, proj_re: torch.Tensor, proj_im: torch.Tensor, peak: 
     Where fewer than ``min_pixels`` shifts are that far, the analytic null is used (mean 0 and std
     ``1 / sqrt(number of real Fourier coefficients)``, exact for whitened noise)."""
     n = band.size
-    template = torch.complex(proj_re, proj_im)
-    norm = ((proj_re ** 2 + proj_im ** 2) * bank.ctf2w).sum(-1).clamp(min=1e-30).sqrt()
-    # bank.base carries the multiplicity (1 or 2) of each rfft point: undo it for the inverse rfft
-    cross = torch.conj(template) * bank.base / band.multiplicity
-    cc = irfft2_centred(band.dense(cross), n) * (n * n) / norm[:, None, None]
+    cc = correlation_map(band, bank, proj_re, proj_im)
     c = n // 2
     r = torch.arange(n, device=cc.device) - c
     far = (r[:, None] ** 2 + r[None, :] ** 2) > (radius_px + 3.0) ** 2
