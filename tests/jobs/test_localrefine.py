@@ -11,13 +11,16 @@ import contextlib
 import os
 from pathlib import Path
 
+import mrcfile
 import numpy as np
 import pytest
 import torch
 
-from relion_cryopares.data import ImageStackReader, read_particle_star, read_volume, write_particle_star, write_volume
+from relion_cryopares.data import (ImageStackReader, read_particle_star, read_volume, write_particle_star,
+                                   write_volume)
 from relion_cryopares.fourier import FourierAccumulator, resample_volume
-from relion_cryopares.geometry import euler_to_matrix, geodesic_distance_deg
+from relion_cryopares.geometry import (canonical_symmetry_mate, euler_to_matrix, geodesic_distance_deg,
+                                       matrix_to_euler, symmetry_matrices)
 from relion_cryopares.jobs import localrefine
 from relion_cryopares.jobs._halfmaps import ReconstructionGrid, finish_half_maps, insert_particles
 from relion_cryopares.relion import ABORT_NOW
@@ -217,7 +220,6 @@ def test_bad_inputs_fail_with_one_line(project, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ERROR")]
     assert len(err) == 1 and "missing.mrc" in err[0], err
 
-    import mrcfile
     with mrcfile.new(root / "flat.mrc", overwrite=True) as mrc:
         mrc.set_data(np.zeros((32, 64, 64), np.float32))
         mrc.voxel_size = 5.7
@@ -232,3 +234,30 @@ def test_bad_inputs_fail_with_one_line(project, capsys):
     assert _run(root, "job022", "p8.star", "map.mrc", "--range", "3") == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ERROR")]
     assert len(err) == 1 and "settings differ" in err[0], err
+
+
+def _d2_symmetrised(vol: torch.Tensor) -> torch.Tensor:
+    """Average of the map over RELION's D2 (2-folds along x, y, z): exact voxel flips about n//2."""
+    def turn(v, dims):  # r -> -r along dims (zyx array axes), centre at n//2
+        return torch.roll(torch.flip(v, dims), shifts=[1] * len(dims), dims=dims)
+    return (vol + turn(vol, (0, 1)) + turn(vol, (0, 2)) + turn(vol, (1, 2))) / 4
+
+
+def test_symmetry_d2(test_map, tmp_path):
+    """D2 particles: errors with symmetry within target; a canonical input stays canonical."""
+    vol, px = test_map
+    sym_vol = _d2_symmetrised(vol)
+    root = make_project(tmp_path / "d2")
+    sim = simulate((sym_vol, px), root, n=60, seed=41, volume=sym_vol)
+    sym = symmetry_matrices("D2")
+    start = euler_to_matrix(torch.from_numpy(sim.start.angles_deg()))
+    canonical = matrix_to_euler(canonical_symmetry_mate(start, sym)).numpy()
+    write_particle_star(root / "canonical.star", sim.start.with_columns(
+        rlnAngleRot=canonical[:, 0], rlnAngleTilt=canonical[:, 1], rlnAnglePsi=canonical[:, 2]))
+    write_volume(root / "map.mrc", sym_vol.numpy(), px)
+    assert _run(root, "job001", "canonical.star", "map.mrc", "--sym", "D2", "--range", "6") == 0
+    out = read_particle_star(root / "External" / "job001" / "run_data.star")
+    poses = euler_to_matrix(torch.from_numpy(out.angles_deg()))
+    err = geodesic_distance_deg(poses, sim.true_poses, sym)
+    assert err.median() <= 1.5, err.median()
+    assert torch.allclose(canonical_symmetry_mate(poses, sym), poses, atol=1e-5)
