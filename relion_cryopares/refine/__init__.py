@@ -22,8 +22,8 @@ from ._spectra import hermitian_weights, shell_index, whitening_weights
 __all__ = [
     "Band", "BandSlicer", "FINE_MODES", "LocalGrid", "LocalRefiner", "RefineConfig", "RefineResult",
     "ShiftWindow", "available_memory_bytes", "best_shift", "build_bank", "bytes_per_particle",
-    "choose_batch_size", "coarse_shell", "correlation_map", "cube_offsets", "keep_canonical", "hermitian_weights", "local_rotation_grid", "null_zscore",
-    "parabolic_offset", "particle_weight", "peak_significance", "prepare_reference",
-    "quadratic_peak_3d", "rotation_vector_to_matrix", "score_shifts", "search_config", "shell_index", "to_particle_grid",
-    "whitening_weights",
+    "choose_batch_size", "coarse_shell", "correlation_map", "cube_offsets", "hermitian_weights",
+    "keep_canonical", "local_rotation_grid", "null_zscore", "parabolic_offset", "particle_weight",
+    "peak_significance", "prepare_reference", "quadratic_peak_3d", "rotation_vector_to_matrix",
+    "score_shifts", "search_config", "shell_index", "to_particle_grid", "whitening_weights",
 ]

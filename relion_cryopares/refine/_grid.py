@@ -68,11 +68,14 @@ def cube_offsets() -> torch.Tensor:
     return torch.stack(torch.meshgrid(r, r, r, indexing="ij"), dim=-1).reshape(-1, 3)
 
 
-def local_rotation_grid(range_deg: float, step_deg: float) -> LocalGrid:
-    """The cubic lattice of rotation vectors of spacing ``step_deg`` inside the ball ``range_deg``.
+def local_rotation_grid(range_deg: float, step_deg: float, shape: str = "ball") -> LocalGrid:
+    """The cubic lattice of rotation vectors of spacing ``step_deg`` inside the ball ``|v| <= range_deg``
+    (``shape="cube"``: inside the cube ``max |v_i| <= range_deg``, as a grid of offsets would be).
 
     ``range_deg=6, step_deg=2`` gives 123 rotations (``±4/2``: 33 in the ball, 125 in the cube).
     """
+    if shape not in ("ball", "cube"):
+        raise ValueError(f"shape must be 'ball' or 'cube', not {shape!r}")
     if step_deg <= 0 or range_deg < 0:
         raise ValueError(f"need step > 0 and range >= 0, got step {step_deg}, range {range_deg}")
     n = int(math.floor(range_deg / step_deg + 1e-9))
@@ -80,6 +83,8 @@ def local_rotation_grid(range_deg: float, step_deg: float) -> LocalGrid:
     lattice = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), dim=-1).reshape(-1, 3)
     norm2 = (lattice ** 2).sum(-1)
     keep = norm2 * step_deg ** 2 <= range_deg ** 2 * (1 + 1e-9)
+    if shape == "cube":
+        keep = torch.ones_like(keep)
     lattice, norm2 = lattice[keep], norm2[keep]
     # sort by radius, then lexicographically: stable, platform independent
     key = norm2 * (2 * n + 1) ** 3 + ((lattice[:, 0] + n) * (2 * n + 1) + lattice[:, 1] + n) * (2 * n + 1) \

@@ -48,7 +48,7 @@ class RefineConfig:
     resolution``); ``min_shell``: lowest (1 skips only the DC term); ``coarse_shell``: highest shell
     of the coarse search (None: ``max_shell``); ``mask_radius_px``: soft circular mask on the centred
     images (None: none, the default of :func:`search_config`); ``fine``: sub-step refinement (module
-    docstring).
+    docstring); ``grid_shape``: ``"ball"`` (isotropic, default) or ``"cube"`` of rotation vectors.
     """
 
     range_deg: float = 6.0
@@ -60,6 +60,7 @@ class RefineConfig:
     mask_radius_px: float | None = None
     mask_edge_px: float = 5.0
     fine: str = "grid"
+    grid_shape: str = "ball"
 
     def __post_init__(self) -> None:
         if self.fine not in FINE_MODES:
@@ -125,7 +126,7 @@ class LocalRefiner:
         self.slicer = BandSlicer(self.projector, self.band)
         coarse = config.max_shell if config.coarse_shell is None else min(config.coarse_shell, config.max_shell)
         self.coarse_count = self.band.count_up_to(coarse)
-        self.grid: LocalGrid = local_rotation_grid(config.range_deg, config.step_deg)
+        self.grid: LocalGrid = local_rotation_grid(config.range_deg, config.step_deg, config.grid_shape)
         self.grid_matrices = self.grid.matrices.to(self.device, torch.float32)
         self.neighbours = self.grid.neighbour_table().to(self.device)
         self.window = ShiftWindow.of(config.shift_range_px, self.device)

@@ -4,13 +4,12 @@ stops at ~4° from a 3° start at SNR 0.1)."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from relion_cryopares.fourier import lowpass_volume
-from relion_cryopares.geometry import geodesic_distance_deg, symmetry_matrices
+from relion_cryopares.geometry import (canonical_symmetry_mate, geodesic_distance_deg, random_rotations,
+                                       symmetry_matrices, symmetry_mates)
 from relion_cryopares.refine import LocalRefiner, keep_canonical, search_config
-from relion_cryopares.geometry import canonical_symmetry_mate
 
 
 def _refine(particles, reference, fine="grid", batch=16, **kw):
@@ -31,8 +30,8 @@ def test_refinement_reaches_the_target_accuracy(particles, test_map):
     err = geodesic_distance_deg(poses, particles.true_poses)
     shift_err = torch.linalg.vector_norm(origins - particles.true_origins_px, dim=1)
     start_shift = torch.linalg.vector_norm(particles.start_origins_px - particles.true_origins_px, dim=1)
-    report = (f"angle: start median {start.median():.2f}°, refined {err.median():.3f}° (p90 {err.quantile(0.9):.2f}°); "
-              f"shift: start median {start_shift.median():.2f} px, refined {shift_err.median():.3f} px")
+    report = (f"angle: start median {start.median():.2f}°, refined {err.median():.3f}° "
+              f"(p90 {err.quantile(0.9):.2f}°); shift: start median {start_shift.median():.2f} px, refined {shift_err.median():.3f} px")
     print(report)
     assert err.median() <= 1.5, report
     assert shift_err.median() <= 0.5, report
@@ -58,7 +57,6 @@ def test_fine_grid_beats_the_plain_grid(particles, test_map):
 def test_keep_canonical_only_where_the_input_was():
     sym = symmetry_matrices("D2")
     g = torch.Generator().manual_seed(0)
-    from relion_cryopares.geometry import random_rotations, symmetry_mates
     a = canonical_symmetry_mate(random_rotations(20, generator=g), sym)
     other = symmetry_mates(a, sym)[:, 2]  # a non-canonical mate
     refined = symmetry_mates(a, sym)[:, 3]  # some mate of the refined pose

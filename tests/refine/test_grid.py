@@ -21,6 +21,11 @@ def test_grid_is_the_lattice_ball(range_deg, step_deg, count):
     assert len({tuple(o.tolist()) for o in g.offsets}) == count
 
 
+def test_cube_grid():
+    g = local_rotation_grid(4, 2, shape="cube")
+    assert len(g) == 125 and g.vectors_deg.abs().max() == 4
+
+
 def test_grid_is_isotropic():
     """The set is invariant under sign flips and permutations of the axes (no preferred direction,
     unlike Euler offsets), and every point's nearest neighbour is one step away."""
