@@ -7,6 +7,7 @@ PostProcess, model from cryopares_train --preset tiny) runs where those jobs exi
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 
@@ -145,6 +146,10 @@ def test_train_then_screen_schedules(tmp_path, test_map):
     assert sum(r[2] for r in refined) == len(kept), refined
     data = read_particle_star(refine_dir / "run_data.star")
     assert sorted(data.image_names()) == sorted(kept.image_names())
+    state = json.loads(read_text(refine_dir / "localrefine_state.json"))
+    chunk_files = sorted((refine_dir / "localrefine_chunks").glob("chunk_*.star"))
+    assert set(state["accumulator"]["chunks"]) == {int(p.stem.split("_")[1]) for p in chunk_files}
+    assert sum(len(read_particle_star(p)) for p in chunk_files) == len(kept)   # all kept are in the sums
     post = project / "PostProcess/job004"
     assert read_text(post / "note.txt").count("Executing") == N_CHUNKS
     assert "FINAL RESOLUTION" in read_text(post / "run.out")
