@@ -50,7 +50,7 @@ import torch
 from relion_cryopares.ctf import compute_ctf
 from relion_cryopares.data import (ImageStackReader, ParticleStar, ensure_random_subsets, read_particle_star,
                                    read_volume, write_particle_star)
-from relion_cryopares.errors import InputError, JobAborted
+from relion_cryopares.errors import InputError
 from relion_cryopares.fourier import FourierAccumulator
 from relion_cryopares.geometry import euler_to_matrix, matrix_to_euler, symmetry_matrices
 from relion_cryopares.jobs._halfmaps import (ReconstructionGrid, finish_half_maps, insert_particles,
@@ -171,6 +171,8 @@ def _setup(ctx: JobContext, star: ParticleStar) -> _Setup:
                 "pixel_size_angstrom": round(px, 6), "reference_sha256": _sha256(ref_path),
                 "mask_sha256": _sha256(mask_path)}
     sym = symmetry if symmetry.shape[0] > 1 else None
+    if mask_on_grid is not None:
+        mask_on_grid = mask_on_grid.to(device)  # the half maps live on the device too
     return _Setup(grid, refiner, sym, mask_on_grid, settings, device, batch)
 
 
@@ -364,8 +366,8 @@ def _refine_new(ctx, setup: _Setup, record: _Record, star: ParticleStar, new_row
                                                        ctf[i:i + setup.batch_size]))
                             progress.update(len(batch))
                             ctx.check_abort()
-            except JobAborted:
-                if frames:  # keep the finished batches of this chunk
+            except BaseException:  # abort, SIGTERM (queue limit), error: keep the finished batches
+                if frames:
                     record.write_chunk(_chunk_star(star, frames))
                 raise
             chunk = _chunk_star(star, frames)

@@ -1,7 +1,7 @@
 """How many particles to refine at once: bytes per particle x rotation, and the budget.
 
 Working memory of one particle is dominated by its candidate projections: for each of the ``R``
-coarse rotations, ``m_c`` sampled Fourier points, each costing about 16 floats in flight
+coarse rotations, ``m_c`` sampled Fourier points, each costing about 12 floats in flight
 (coordinates, interpolation, real and imaginary parts, scores' operands), plus ``S`` shift scores;
 then 27 fine and one final pose over the full band of ``m`` points, and the particle's shift bank
 (``2 S m`` floats) and images. On a GPU the batch fills a fraction of free memory; on a CPU smaller
@@ -14,8 +14,9 @@ import os
 
 import torch
 
-#: float32 values in flight per sampled Fourier point and candidate pose (measured: see benchmarks).
-FLOATS_PER_POINT = 16
+#: float32 values in flight per sampled Fourier point and candidate pose (measured from the peak resident
+#: memory of batches at ±6°/2° and ±10°/2°, box 64: ~11 per coarse point; the estimate stays above it).
+FLOATS_PER_POINT = 12
 #: CPU working-set target per batch (bytes): larger batches only spill the caches.
 CPU_BUDGET_BYTES = 96 * 2 ** 20
 #: fraction of free GPU memory a batch may use.
@@ -27,7 +28,7 @@ def bytes_per_particle(n_rotations: int, coarse_points: int, band_points: int, n
     """Estimated peak working memory (bytes) of refining one particle."""
     per_candidate_coarse = 4 * (FLOATS_PER_POINT * coarse_points + 3 * n_shifts)
     per_candidate_full = 4 * (FLOATS_PER_POINT * band_points + 3 * n_shifts)
-    bank = 4 * 2 * n_shifts * band_points * 2
+    bank = 4 * 2 * n_shifts * band_points
     images = 4 * box * box * 12
     return n_rotations * per_candidate_coarse + (n_fine + 1) * per_candidate_full + bank + images
 

@@ -167,7 +167,7 @@ class LocalRefiner:
         vectors = self._fine(bank, a, grid_scores, best)
         final = rotation_vector_to_matrix(vectors.to(torch.float64)).to(a.dtype) @ a
         re, im = self.slicer(final[:, None])
-        score, d = best_shift(score_shifts(bank, re, im), self.window, subpixel=True)
+        score, d = best_shift(score_shifts(bank, re, im), self.window, subpixel=self.window.radius_px >= 0.5)
         z = null_zscore(self.band, bank, re[:, 0], im[:, 0], score[:, 0], self.window.radius_px)
         return RefineResult(final, -d[:, 0], score[:, 0], grid_scores, z,
                             peak_significance(z, self.n_hypotheses))
