@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,12 +20,13 @@ import torch
 from relion_cryopares.data import read_particle_star
 from relion_cryopares.jobs import reconstruct
 from relion_cryopares.schemes._install import install_scheme
+from relion_cryopares.schemes._star import read_star
 from relion_cryopares.schemes._validate import validate_scheme_dir
 from tests.jobs.conftest import simulated_project
 from tests.relion_project import RELION_MARKS, job_statuses, read_text, write_launcher
 from tests.schemes._loop import run_growing_loop
 
-pytestmark = [*RELION_MARKS, pytest.mark.slow]
+pytestmark = RELION_MARKS
 
 N_CHUNKS, CHUNK = 3, 200
 
@@ -38,6 +41,7 @@ def _chunks(star):
     return [star.select(np.arange(CHUNK * (k + 1))) for k in range(N_CHUNKS)]
 
 
+@pytest.mark.slow
 def test_reconstruct_loop_processes_each_particle_once(tmp_path, test_map):
     project = simulated_project(tmp_path / "project", test_map, n=N_CHUNKS * CHUNK)
     _mask(project)
@@ -95,13 +99,12 @@ def _ligand_chunks(project, test_map, n_per_chunk):
     return star, [star.select(np.arange(n_per_chunk * (k + 1))) for k in range(N_CHUNKS)]
 
 
+@pytest.mark.slow
 def test_train_then_screen_schedules(tmp_path, test_map):
     """cryopares_train Schedule, then cryopares_screen for three passes of arriving particles."""
     reason = _screen_jobs_available()
     if reason:
         pytest.skip(reason)
-    from tests.schemes._loop import schedule_floats  # noqa: F401 - imported for debugging runs
-
     project = simulated_project(tmp_path / "project", test_map, n=400)  # the "apo" training set
     _mask(project)
     for command, module in (("cryopares_train", "train"), ("cryopares_infer", "infer"),
@@ -153,3 +156,31 @@ def test_train_then_screen_schedules(tmp_path, test_map):
     post = project / "PostProcess/job004"
     assert read_text(post / "note.txt").count("Executing") == N_CHUNKS
     assert "FINAL RESOLUTION" in read_text(post / "run.out")
+
+
+@pytest.mark.parametrize("name", ["cryopares_train", "cryopares_screen"])
+def test_relion_scheduler_reads_and_rewrites_shipped_schedules_unchanged(tmp_path, name):
+    """relion_scheduler --reset reads our schedule.star + schedule_pipeline.star and writes them back:
+    every variable, operator, job, edge and pipeline row survives (RELION drops what it cannot parse)."""
+    shipped = Path(__file__).resolve().parents[2] / "schemes" / "Schedules" / name
+    project = tmp_path / "project"
+    shutil.copytree(shipped, project / "Schedules" / name)
+    (project / "default_pipeline.star").write_text("data_pipeline_general\n\n_rlnPipeLineJobCounter 1\n")
+    before = {f: read_star(shipped / f) for f in ("schedule.star", "schedule_pipeline.star")}
+    out = subprocess.run(["relion_scheduler", "--schedule", name, "--reset"], cwd=project, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for file, blocks in before.items():
+        after = read_star(project / "Schedules" / name / file)
+        assert set(after) == set(blocks), file
+        for key, block in blocks.items():
+            assert after[key].pairs == block.pairs, (file, key)
+            norm = (lambda rows: sorted(tuple(sorted((k, _num(v)) for k, v in r.items())) for r in rows))
+            assert norm(after[key].rows) == norm(block.rows), (file, key)
+
+
+def _num(text: str) -> str:
+    try:
+        return f"{float(text):.6f}"
+    except ValueError:
+        return text
