@@ -28,3 +28,9 @@ from relion_cryopares.data._preprocess import (PreprocessConfig, circular_mask, 
 
 __all__ += ["PreprocessConfig", "circular_mask", "finish_channels", "prepare_channels",
             "preprocess_particles"]
+
+from relion_cryopares.data._datasets import (BatchIndexSampler, ParticleDataset, SimulatedParticleDataset,
+                                             particle_weights, pose_matrices)
+
+__all__ += ["BatchIndexSampler", "ParticleDataset", "SimulatedParticleDataset", "particle_weights",
+            "pose_matrices"]
