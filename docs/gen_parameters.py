@@ -22,7 +22,7 @@ _INPUT_SLOTS = {"in_parts": "Input particles (`in_part`)", "in_3dref": "Input 3D
 
 
 def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return str(text).replace("%%", "%").replace("|", "\\|").replace("\n", " ")
 
 
 def _default(param) -> str:
