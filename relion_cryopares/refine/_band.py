@@ -93,8 +93,23 @@ class BandSlicer:
         # map frequency A.T @ (kx, ky, 0), scaled to grid_sample units: (N, 3, c), one small GEMM each
         xyz = (a[:, :2, :] * self._scale).transpose(1, 2) @ self.band.k[:, :count]
         sign = torch.where(xyz[:, 0:1] < 0, -1.0, 1.0)  # stored half: Hermitian mate, conjugated
-        grid = torch.addcmul(self._offset, xyz, sign).transpose(1, 2).contiguous()  # (N, c, 3)
-        s = F.grid_sample(self._volume, grid.reshape(1, 1, 1, -1, 3), mode="bilinear",
-                          padding_mode="zeros", align_corners=True)  # (1, 2, 1, 1, N c)
-        s = s.reshape(2, a.shape[0], count)
+        grid = torch.addcmul(self._offset, xyz, sign).transpose(1, 2)  # (N, c, 3)
+        s = self._sample(grid)  # (2, N, c)
         return s[0].reshape(*lead, count), (s[1] * sign[:, 0]).reshape(*lead, count)
+
+    def _sample(self, grid: torch.Tensor) -> torch.Tensor:
+        """Trilinear samples ``(2, N, c)`` (real, imaginary) at grid_sample coordinates ``(N, c, 3)``.
+
+        On a CPU, grid_sample runs its batch dimension in parallel (and nothing else), so the poses
+        are split into one group per thread, all reading the same volume (a stride-0 batch)."""
+        n, c = grid.shape[:2]
+        parts = 1
+        if grid.device.type == "cpu" and torch.get_num_threads() > 1 and n * c >= 20000:
+            parts = min(torch.get_num_threads(), n)
+        per = -(-n // parts)
+        if parts * per != n:  # pad to equal groups with copies of the last pose
+            grid = torch.cat([grid, grid[-1:].expand(parts * per - n, -1, -1)])
+        volume = self._volume.expand(parts, -1, -1, -1, -1)
+        s = F.grid_sample(volume, grid.reshape(parts, 1, per, c, 3), mode="bilinear", padding_mode="zeros",
+                          align_corners=True)  # (parts, 2, 1, per, c)
+        return s.transpose(0, 1).reshape(2, parts * per, c)[:, :n]
