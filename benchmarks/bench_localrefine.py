@@ -18,10 +18,14 @@ Writes ``benchmarks/results/localrefine.md`` and ``.json``.
 
 from __future__ import annotations
 
+# ruff: noqa: E402
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the job sets it (see jobs/localrefine.py)
+
 import argparse
 import dataclasses
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
