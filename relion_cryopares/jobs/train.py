@@ -60,9 +60,11 @@ SPEC = JobSpec(
         Param("epochs", "int", None, minimum=0, help="maximum training epochs (default: the preset's)"),
         Param("box_nnet", "int", None, minimum=32,
               help="network input box in px (default: the preset's, at most the data's field of view)"),
-        Param("angpix_nnet", "float", 1.5, minimum=0.1, help="pixel size of the network input (A)"),
+        Param("angpix_nnet", "float", None, minimum=0.1,
+              help="pixel size of the network input in A (default: 1.5 for paper; for tiny, the "
+                   "particles' field of view fits the box)"),
         Param("particle_diameter", "float", None, minimum=1.0,
-              help="particle diameter in A (default: 80 %% of the network's field of view)"),
+              help="particle diameter in A (default: 80 % of the field of view)"),
         Param("junk_parts", "str", None, help="STAR file of known junk particles (sets the pruning threshold)"),
         Param("init_model", "str", None, help="fine-tune from this cryopares_train job directory"),
         Param("batch_size", "int", None, minimum=1, help="particles per batch (default: the preset's)"),
@@ -103,12 +105,19 @@ def _configs(ctx: JobContext, star, init) -> tuple[PreprocessConfig, ModelConfig
                             init.path, init.preprocess.box_nnet, init.preprocess.angpix_nnet)
         first = next(iter(init.halves.values()))
         return init.preprocess, first.model_config, train_cfg
-    angpix = float(p["angpix_nnet"])
-    fov_px = int(np.min(star.image_size_px() * star.pixel_size_angstrom()) / angpix) // 2 * 2
-    box = p["box_nnet"] or max(32, min(ModelConfig.preset(preset).box, fov_px))
-    diameter = p["particle_diameter"] or 0.8 * box * angpix
+    fov_angstrom = float(np.min(star.image_size_px() * star.pixel_size_angstrom()))
+    preset_box = ModelConfig.preset(preset).box
+    if p["angpix_nnet"] is not None:
+        angpix = float(p["angpix_nnet"])
+    elif preset == "paper":
+        angpix = 1.5
+    else:  # tiny: the whole field of view in the (small) box, never finer than the data
+        angpix = max(float(np.max(star.pixel_size_angstrom())), fov_angstrom / (p["box_nnet"] or preset_box))
+    fov_px = int(fov_angstrom / angpix) // 2 * 2
+    box = p["box_nnet"] or max(32, min(preset_box, fov_px))
+    diameter = p["particle_diameter"] or 0.8 * min(box * angpix, fov_angstrom)
     if p["particle_diameter"] is None:
-        ctx.log.warning("--particle_diameter not given: using %.0f A (80 %% of the network's field of view)",
+        ctx.log.warning("--particle_diameter not given: using %.0f A (80 %% of the field of view)",
                         diameter)
     if np.max(star.pixel_size_angstrom()) > angpix * 1.01:
         ctx.log.warning("the particles (%.3f A/px) are upsampled to --angpix_nnet %.3f A/px",
@@ -164,7 +173,8 @@ def _train_one_half(ctx: JobContext, half: int, star, pre, model_cfg, train_cfg,
         curves[half] = c
         write_learning_curves(ctx.path("learning_curves.png"), curves)
 
-    trainer = HalfTrainer(model, train_ds, val_ds, train_cfg, pre, sym, hdir / "train", key,
+    trainer_key = {k: v for k, v in key.items() if k != "epochs"}  # more epochs on a continue: train on
+    trainer = HalfTrainer(model, train_ds, val_ds, train_cfg, pre, sym, hdir / "train", trainer_key,
                           pretrain_ds=pretrain_ds, device=device, num_workers=workers, half=half,
                           should_abort=ctx.abort_requested, on_epoch=on_epoch, logger=ctx.log)
     result = trainer.fit()

@@ -69,7 +69,8 @@ class HalfTrainer:
     """Trains ``model`` on ``train_ds`` (2-channel images, ``finish=False``), validating on
     ``val_ds`` (network input, ``finish=True``); optional ``pretrain_ds`` (simulated particles)
     for the first ``cfg.pretrain_epochs`` epochs. ``key`` (JSON-able) identifies the run: a
-    checkpoint with another key is not resumed."""
+    checkpoint with another key is not resumed; a finished run resumed with more ``cfg.epochs`` (and
+    not stopped early) trains on."""
 
     def __init__(self, model: PoseModel, train_ds, val_ds, cfg: TrainingConfig, pre: PreprocessConfig,
                  symmetry: torch.Tensor | None, workdir: str | Path, key: dict, *, pretrain_ds=None,
@@ -94,7 +95,7 @@ class HalfTrainer:
         self.epoch, self.step = 0, 0
         self.best_metric, self.best_epoch, self.stale = math.inf, 0, 0
         self.loss_sum, self.weight_sum, self.n_acc = 0.0, 0.0, 0
-        self.finished = False
+        self.finished = self.stopped_early = False
         self.resumed_from = 0
 
     # ------------------------------------------------------------------ checkpoints
@@ -107,7 +108,8 @@ class HalfTrainer:
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "best_metric": self.best_metric,
                 "best_epoch": self.best_epoch, "stale": self.stale, "curves": self.curves,
-                "loss_sum": self.loss_sum, "weight_sum": self.weight_sum, "finished": self.finished}
+                "loss_sum": self.loss_sum, "weight_sum": self.weight_sum, "finished": self.finished,
+                "stopped_early": self.stopped_early}
 
     def save(self) -> None:
         save_atomic(self._state(), self.checkpoint_path)
@@ -128,7 +130,8 @@ class HalfTrainer:
         self.best_metric, self.best_epoch = float(state["best_metric"]), int(state["best_epoch"])
         self.stale, self.curves = int(state["stale"]), state["curves"]
         self.loss_sum, self.weight_sum = float(state["loss_sum"]), float(state["weight_sum"])
-        self.finished = bool(state.get("finished", False))
+        self.stopped_early = bool(state.get("stopped_early", False))
+        self.finished = self.stopped_early or self.epoch >= self.total_epochs  # more epochs: go on
         self.resumed_from = self.epoch
         self.log.info("half %d: resuming from the checkpoint after epoch %d%s", self.half, self.epoch,
                       f" (batch {self.step} of epoch {self.epoch + 1})" if self.step else "")
@@ -214,14 +217,13 @@ class HalfTrainer:
         """Train (or resume) to the end; returns the best model in eval mode."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.resume()
-        stopped_early = False
         while not self.finished and self.epoch < self.total_epochs:
             self._run_epoch(self.epoch)
             past_pretrain = self.epoch > self.n_pretrain
             if past_pretrain and self.stale >= self.cfg.early_stop_patience:
                 self.log.info("half %d: early stop after epoch %d (no improvement for %d epochs)",
                               self.half, self.epoch, self.stale)
-                self.finished = stopped_early = True
+                self.finished = self.stopped_early = True
             self.finished = self.finished or self.epoch >= self.total_epochs
             self.save()
             if self.on_epoch is not None:
@@ -232,6 +234,5 @@ class HalfTrainer:
         if best is not None:
             self.model.load_state_dict(best)
         self.model.eval()
-        return TrainResult(self.model, self.curves, self.best_epoch, self.best_metric,
-                           stopped_early or (len(self.curves["epoch"]) < self.total_epochs),
+        return TrainResult(self.model, self.curves, self.best_epoch, self.best_metric, self.stopped_early,
                            self.resumed_from)

@@ -114,6 +114,32 @@ def test_kill_then_continue_resumes_from_the_checkpoint(project):
     assert "half 1: already trained" in last and "half 2: already trained" in last
 
 
+def test_abort_saves_a_checkpoint_and_continue_goes_on(project):
+    """RELION_JOB_ABORT_NOW mid-training -> RELION_JOB_EXIT_ABORTED, checkpoint kept; continue resumes."""
+    job_dir = project / "External/job032"
+    job_dir.mkdir(parents=True)
+    argv = ["--o", "External/job032/", "--in_parts", "Import/job001/particles.star", "--epochs", "4",
+            "--pretrain_epochs", "0", "--batch_size", "8", *FAST]
+    checkpoint = job_dir / "half1" / "train" / "checkpoint.pt"
+    with open(job_dir / "run.out", "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "relion_cryopares.jobs.train", *argv], cwd=project,
+                                stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300
+        while not checkpoint.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        (job_dir / "RELION_JOB_ABORT_NOW").touch()
+        proc.wait(timeout=300)
+    assert exit_files(job_dir) == ["RELION_JOB_EXIT_ABORTED"], read_text(job_dir / "run.out")
+    assert not (job_dir / "RELION_JOB_ABORT_NOW").exists()
+    saved = torch.load(checkpoint, weights_only=True)
+    assert (saved["epoch"], saved["step"]) > (0, 0) and not saved["finished"]
+    _continue(job_dir)
+    assert _run(project, argv) == 0
+    log = read_text(job_dir / "cryopares.log")
+    assert "half 1: resuming from the checkpoint" in log.rsplit("continuing", 1)[-1]
+    assert json.loads((job_dir / "half1" / "training.json").read_text())["curves"]["epoch"] == [1, 2, 3, 4]
+
+
 def test_junk_threshold_and_fine_tuning(project):
     star = read_particle_star(project / "Import/job001/particles.star")
     vol = torch.from_numpy(np.array(__import__("mrcfile").read(project / "truth.mrc"), dtype=np.float32))

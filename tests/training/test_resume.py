@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -31,10 +33,10 @@ def small_sets(c1_project):
     return train, val
 
 
-def _trainer(sets, workdir, should_abort=lambda: False):
+def _trainer(sets, workdir, should_abort=lambda: False, cfg=CFG):
     torch.manual_seed(0)
     model = PoseModel(ModelConfig.preset("tiny", box=32))
-    return HalfTrainer(model, sets[0], sets[1], CFG, PRE, None, workdir, {"k": 1}, should_abort=should_abort)
+    return HalfTrainer(model, sets[0], sets[1], cfg, PRE, None, workdir, {"k": 1}, should_abort=should_abort)
 
 
 def test_abort_mid_epoch_then_resume_matches_uninterrupted(small_sets, tmp_path):
@@ -65,6 +67,8 @@ def test_finished_run_is_not_repeated_and_other_key_restarts(small_sets, tmp_pat
     again = _trainer(small_sets, tmp_path / "w")
     result = again.fit()
     assert again.resumed_from == 2 and result.curves["epoch"] == first.curves["epoch"]
+    longer = _trainer(small_sets, tmp_path / "w", cfg=dataclasses.replace(CFG, epochs=3))
+    assert longer.fit().curves["epoch"] == [1, 2, 3] and longer.resumed_from == 2
     torch.manual_seed(0)
     other = HalfTrainer(PoseModel(ModelConfig.preset("tiny", box=32)), small_sets[0], small_sets[1], CFG, PRE,
                         None, tmp_path / "w", {"k": 2})
