@@ -14,6 +14,7 @@ copies per particle, forward, loss, backward, optimizer step) and inference (for
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -106,6 +107,9 @@ def main() -> None:
              "| size | parameters | state_dict (MB) | build (s) | grid rotations |\n|---|---|---|---|---|\n"
              + "\n".join(f"| {f['size']} | {f['parameters']:,} | {f['state_dict_MB']:.1f} | {f['build_s']:.1f} | "
                          f"{f['grid_rotations']:,} |" for f in (facts, paper_facts)))
+    load = os.getloadavg()
+    notes += (f"\n\nLoad average during the run: {load[0]:.1f} (1 min), {load[1]:.1f} (5 min) on "
+              f"{os.cpu_count()} cores: on a shared machine the numbers scale down with the load.")
     rows_out = [{**r, "s_per_batch": round(r["s_per_batch"], 3)} for r in rows]
     write_results("train", "Training and inference throughput (CPU)", rows_out, notes)
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -33,9 +32,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from relion_cryopares.data import (ParticleDataset, PreprocessConfig, SimulatedParticleDataset,
-                                   ensure_random_subsets, read_particle_star, read_volume)
+from torch.utils.data import DataLoader
+
+from relion_cryopares.data import (BatchIndexSampler, ImageStackReader, ParticleDataset, PreprocessConfig,
+                                   SimulatedParticleDataset, ensure_random_subsets, particle_weights,
+                                   read_particle_star, read_volume)
 from relion_cryopares.errors import InputError
+from relion_cryopares.fourier import FourierAccumulator
 from relion_cryopares.geometry import symmetry_matrices
 from relion_cryopares.jobs._halfmaps import (ReconstructionGrid, finish_half_maps, insert_particles,
                                              iterate_batches, write_half_map_outputs)
@@ -45,8 +48,6 @@ from relion_cryopares.pruning import DirectionalNormaliser, auroc, threshold_fro
 from relion_cryopares.relion import Input, JobContext, JobSpec, OutputNode, Param, read_json, run_job
 from relion_cryopares.training import (HalfTrainer, TrainingConfig, evaluate, maybe_in_memory, split_half,
                                        write_learning_curves)
-from relion_cryopares.fourier import FourierAccumulator
-from relion_cryopares.data import ImageStackReader, particle_weights
 
 SPEC = JobSpec(
     name="cryopares_train",
@@ -75,8 +76,6 @@ SPEC = JobSpec(
         Param("seed", "int", 0, help="random seed (splits, initialisation, augmentation)"),
     ),
 )
-
-log = logging.getLogger(__name__)
 
 
 def _device(name: str) -> torch.device:
@@ -180,9 +179,6 @@ def _train_one_half(ctx: JobContext, half: int, star, pre, model_cfg, train_cfg,
     result = trainer.fit()
     curves[half] = result.curves
     # pruning: directional normaliser on the validation particles, threshold from junk or validation
-    from relion_cryopares.data import BatchIndexSampler
-    from torch.utils.data import DataLoader
-
     def run(ds):
         loader = DataLoader(ds, sampler=BatchIndexSampler(len(ds), train_cfg.val_batch_size), batch_size=None,
                             num_workers=0 if not isinstance(ds, ParticleDataset) else workers)

@@ -16,6 +16,7 @@ def write_learning_curves(path: str | os.PathLike, curves: dict[int, dict]) -> N
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     colours = {1: "tab:blue", 2: "tab:orange"}
@@ -38,6 +39,7 @@ def write_learning_curves(path: str | os.PathLike, curves: dict[int, dict]) -> N
     ax_err.set_ylabel("validation median error (deg)")
     ax_err.set_title("median geodesic error to RELION's poses (with symmetry)", fontsize=9)
     for ax in (ax_loss, ax_err):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.lines:
             ax.legend(fontsize=8)
     fig.tight_layout()
