@@ -296,11 +296,12 @@ def _report(project, steps, infer, refine, pp_job, pp_res, px, total_s) -> None:
         lines.append(f"| {s.name} ({s.job}) | {s.seconds:.0f} s, {s.particles / s.seconds:.1f} particles/s |")
     lines += [f"| total | {total_s / 60:.1f} min |", "",
               f"project: {project}",
-              f"maps: {project / refine}run_class001.mrc, run_half1_class001_unfil.mrc, run_half2_class001_unfil.mrc",
-              f"plots: {project / steps[0].job}learning_curves.png, {project / infer}zscore_histogram.png, "
-              f"{project / infer}angular_distribution.png, {project / refine}fsc.png"]
+              f"maps: {project / refine / 'run_class001.mrc'} (+ run_half1/2_class001_unfil.mrc)",
+              f"plots: {project / steps[0].job / 'learning_curves.png'}, "
+              f"{project / infer / 'zscore_histogram.png'}, "
+              f"{project / infer / 'angular_distribution.png'}, {project / refine / 'fsc.png'}"]
     if pp_job:
-        lines.append(f"postprocess: {project / pp_job}postprocess.mrc")
+        lines.append(f"postprocess: {project / pp_job / 'postprocess.mrc'}")
     text = "\n".join(lines) + "\n"
     (project / "demo_results.md").write_text(text)
     sys.stdout.write(text)
