@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from relion_cryopares.relion import atomic_path, read_json, write_json_atomic
 
@@ -88,12 +89,11 @@ class ChunkStore:
                 parts.append({k: data[k] for k in data.files})
         if not parts:
             return None
-        out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        names = out["names"]
-        _, last = np.unique(names[::-1], return_index=True)
-        if last.size != names.size:
-            keep = np.sort(names.size - 1 - last)
-            out = {k: v[keep] for k, v in out.items()}
+        out = {k: np.concatenate([p[k].astype(object) if k == "names" else p[k] for p in parts])
+               for k in parts[0]}
+        repeated = pd.Index(out["names"]).duplicated(keep="last")
+        if repeated.any():
+            out = {k: v[~repeated] for k, v in out.items()}
         return out
 
     def done_names(self) -> set[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import torch
 
 from relion_cryopares.data import ImageStackReader, ParticleStar
@@ -37,9 +38,8 @@ def reconstruct_kept(ctx: JobContext, kept: ParticleStar, key: dict, sym: torch.
     key = json.loads(json.dumps({**key, "box": grid.box,
                                  "pixel_size_angstrom": round(grid.pixel_size_angstrom, 6)}, default=str))
     state = HalfMapState.load_or_new(ctx.path(HALFMAP_STATE), key, grid.box)
-    names = np.asarray(kept.image_names(), dtype=str)
-    todo = np.flatnonzero(~np.isin(names, np.asarray(sorted(state.done), dtype=str))) if state.done \
-        else np.arange(len(kept))
+    names = np.asarray(kept.image_names(), dtype=object)
+    todo = np.flatnonzero(~pd.Index(names).isin(state.done))
     subsets = kept.random_subset()
     angles = kept.angles_deg()
     ctx.log.info("--reconstruct: inserting %d newly kept particles (%d already in the half maps)",

@@ -42,11 +42,11 @@ def result_columns(results: dict[str, np.ndarray], index: np.ndarray, top_k: int
     return cols
 
 
-def match_results(star: ParticleStar, results: dict[str, np.ndarray] | None) -> np.ndarray:
-    """Row of ``results`` for each particle of ``star`` (``-1`` where none)."""
+def match_results(names: np.ndarray, results: dict[str, np.ndarray] | None) -> np.ndarray:
+    """Row of ``results`` (unique ``names``) for each of ``names`` (``-1`` where none)."""
     if results is None:
-        return np.full(len(star), -1, dtype=np.int64)
-    return pd.Index(results["names"]).get_indexer(np.asarray(star.image_names(), dtype=str))
+        return np.full(len(names), -1, dtype=np.int64)
+    return pd.Index(results["names"]).get_indexer(names)
 
 
 def write_star_with_comment(path, star: ParticleStar) -> None:

@@ -37,6 +37,7 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 import torch
 
 from relion_cryopares.data import ParticleStar, PreprocessConfig, ensure_random_subsets, read_particle_star
@@ -149,7 +150,7 @@ def _model_key(md: ModelDir, sym: str, top_k: int) -> dict:
     return key
 
 
-def _predict_new(ctx: JobContext, star: ParticleStar, todo: np.ndarray, halves: np.ndarray,
+def _predict_new(ctx: JobContext, star: ParticleStar, names: np.ndarray, todo: np.ndarray, halves: np.ndarray,
                  predictors: dict[int, HalfPredictor], store: ChunkStore, device: torch.device) -> float:
     """Predict ``todo`` rows chunk by chunk, each chunk stored as soon as it is complete; returns
     the seconds it took."""
@@ -157,7 +158,6 @@ def _predict_new(ctx: JobContext, star: ParticleStar, todo: np.ndarray, halves: 
     flat = [b for chunk in chunks for b in chunk]
     left = [len(c) for c in chunks]
     workers = _num_workers(ctx)
-    names = np.asarray(star.image_names(), dtype=str)
     ctx.log.info("predicting %d particles in %d batch(es), %d data-loading worker(s), network on %s",
                  len(todo), len(flat), workers, device)
     pending: list[tuple[np.ndarray, int, dict]] = []
@@ -213,17 +213,16 @@ def _body(ctx: JobContext) -> list[OutputNode]:
                  "origins (rlnOriginXAngst/YAngst) are kept", md.path, sym_name, md.preprocess.box_nnet,
                  md.preprocess.angpix_nnet)
     store = ChunkStore(ctx.output_dir, _model_key(md, sym_name, top_k))
-    names = np.asarray(star.image_names(), dtype=str)
-    done = store.done_names()
-    todo = np.flatnonzero(~np.isin(names, np.asarray(sorted(done), dtype=str))) if done else np.arange(len(star))
+    names = np.asarray(star.image_names(), dtype=object)
+    todo = np.flatnonzero(~pd.Index(names).isin(store.done_names()))
     ctx.log.info("%d particles: %d with stored results, %d to predict", len(star), len(star) - len(todo), len(todo))
     predictors = {h: HalfPredictor(m, sym if sym.shape[0] > 1 else None, device, top_k)
                   for h, m in md.halves.items()}
     setup_s = time.perf_counter() - t_start
-    predict_s = _predict_new(ctx, star, todo, halves, predictors, store, device) if len(todo) else 0.0
+    predict_s = _predict_new(ctx, star, names, todo, halves, predictors, store, device) if len(todo) else 0.0
 
     results = store.load()
-    index = match_results(star, results)
+    index = match_results(names, results)
     if (index < 0).any():
         raise RuntimeError(f"{int((index < 0).sum())} particles have no stored result after prediction")
     out = star.with_columns(**result_columns(results, index, top_k))
