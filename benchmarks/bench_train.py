@@ -58,8 +58,13 @@ def bench(name: str, batch: int, batches: int) -> tuple[list[dict], dict]:
     augment = Augmenter(train_cfg.augment)
     optimizer = torch.optim.RAdam(model.parameters(), lr=train_cfg.learning_rate)
 
+    pre_batch = 32  # preprocessing runs in data-loader workers, in batches of its own
+    raw32 = torch.randn(pre_batch, data_box, data_box, generator=gen)
+    ctf32 = CtfParameters.constant(pre_batch, defocus_u_angstrom=15000.0, pixel_size_angstrom=data_px)
+
     def preprocess():
-        finish_channels(prepare_channels(raw, pix, ctf, flipped, pre), pre)
+        finish_channels(prepare_channels(raw32, torch.full((pre_batch,), data_px), ctf32,
+                                         torch.zeros(pre_batch, dtype=torch.bool), pre), pre)
 
     def train_step():
         model.train()
@@ -80,11 +85,12 @@ def bench(name: str, batch: int, batches: int) -> tuple[list[dict], dict]:
         predict_poses(model(inputs))
 
     rows = []
-    for stage, fn, images in (("preprocess", preprocess, batch), ("train step", train_step, batch * train_cfg.n_copies),
-                              ("inference", infer, batch)):
+    for stage, fn, n, images in (("preprocess", preprocess, pre_batch, pre_batch),
+                                 ("train step", train_step, batch, batch * train_cfg.n_copies),
+                                 ("inference", infer, batch, batch)):
         s = _timed(fn, batches)
-        rows.append({"size": name, "stage": stage, "box_px": box, "particles_per_batch": batch,
-                     "images_per_batch": images, "s_per_batch": s, "particles_per_s": batch / s,
+        rows.append({"size": name, "stage": stage, "box_px": box, "particles_per_batch": n,
+                     "images_per_batch": images, "s_per_batch": s, "particles_per_s": n / s,
                      "images_per_s": images / s})
     facts = {"size": name, "parameters": sum(p.numel() for p in model.parameters()),
              "state_dict_MB": state_dict_bytes(model) / 2 ** 20, "build_s": build_s,

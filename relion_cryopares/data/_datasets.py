@@ -68,6 +68,7 @@ class ParticleDataset(Dataset):
         self.names = np.asarray(sub.image_names(), dtype=object)
         self.source = star.path.name if star.path is not None else None
         self.pixel_size = torch.from_numpy(sub.pixel_size_angstrom())
+        self.image_size = sub.image_size_px()
         groups = sub.optics_groups()
         self.phase_flipped = torch.tensor([groups[int(g)].ctf_phase_flipped
                                            for g in sub.optics_group_numbers()], dtype=torch.bool)
@@ -85,9 +86,14 @@ class ParticleDataset(Dataset):
                                                  row_numbers=(self.rows[positions] + 1).tolist()))
 
     def images(self, positions: np.ndarray) -> torch.Tensor:
-        idx = torch.from_numpy(positions)
-        two = prepare_channels(self.read(positions), self.pixel_size[idx], self.ctf.select(idx),
-                               self.phase_flipped[idx], self.cfg)
+        """Preprocessed images of ``positions``; optics groups with other boxes are read apart."""
+        sizes = self.image_size[positions]
+        two = torch.empty((len(positions), 2, self.cfg.box_nnet, self.cfg.box_nnet))
+        for size in np.unique(sizes):
+            sel = np.flatnonzero(sizes == size)
+            idx = torch.from_numpy(positions[sel])
+            two[torch.from_numpy(sel)] = prepare_channels(self.read(positions[sel]), self.pixel_size[idx],
+                                                          self.ctf.select(idx), self.phase_flipped[idx], self.cfg)
         return finish_channels(two, self.cfg) if self.finish else two
 
     def __getitem__(self, positions) -> dict[str, torch.Tensor]:

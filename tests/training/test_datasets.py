@@ -94,3 +94,33 @@ def test_simulated_dataset_resembles_the_real_particles(c1_project, monkeypatch)
     assert noisy.noise_sigma > 0
     assert torch.equal(noisy[np.arange(8)]["images"], noisy[np.arange(8)]["images"])
     assert torch.equal(noisy[np.arange(8)]["matrices"], clean["matrices"])
+
+
+def test_mixed_optics_groups_in_one_batch(c1_project, monkeypatch):
+    """Particles of a second optics group (half the pixel size, twice the box) in the same batch
+    preprocess like the originals."""
+    import pandas as pd
+
+    from relion_cryopares.data import ImageStackReader, ParticleStar, write_stack
+    from relion_cryopares.fourier import resample_images
+
+    monkeypatch.chdir(c1_project)
+    star = _star(c1_project).select(np.arange(12))
+    with ImageStackReader() as reader:
+        images = torch.from_numpy(star.read_images(reader, np.arange(6, 12)))
+    px = float(star.pixel_size_angstrom()[0])
+    fine = resample_images(images, px, px / 2)
+    write_stack(c1_project / "fine.mrcs", fine.numpy(), px / 2)
+    optics = pd.concat([star.optics, star.optics.assign(rlnOpticsGroup=2, rlnOpticsGroupName="fine",
+                                                        rlnImagePixelSize=px / 2, rlnImageSize=fine.shape[-1])],
+                       ignore_index=True)
+    particles = star.particles.copy()
+    particles.loc[6:, "rlnOpticsGroup"] = 2
+    particles.loc[6:, "rlnImageName"] = [f"{i:06d}@fine.mrcs" for i in range(1, 7)]
+    mixed = ParticleStar(optics, particles)
+    a = ParticleDataset(star, None, PRE)[np.arange(12)]["images"]
+    b = ParticleDataset(mixed, None, PRE)[np.arange(12)]["images"]
+    assert b.shape == a.shape
+    for i in range(12):
+        corr = torch.corrcoef(torch.stack([a[i].flatten(), b[i].flatten()]))[0, 1]
+        assert corr > 0.99, (i, float(corr))
