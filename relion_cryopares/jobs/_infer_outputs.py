@@ -98,8 +98,9 @@ def write_angular_distribution(path, angles_deg: np.ndarray) -> None:
 
     rot = np.deg2rad(((angles_deg[:, 0] + 180.0) % 360.0) - 180.0) if len(angles_deg) else np.zeros(0)
     lat = np.deg2rad(90.0 - angles_deg[:, 1]) if len(angles_deg) else np.zeros(0)
-    lon_edges = np.linspace(-np.pi, np.pi, 73)
-    lat_edges = np.arcsin(np.linspace(-1.0, 1.0, 37))  # equal-area rows
+    rows = int(np.clip(round(np.sqrt(len(angles_deg) / 8.0)), 12, 90))  # ~4+ particles per cell on average
+    lon_edges = np.linspace(-np.pi, np.pi, 2 * rows + 1)
+    lat_edges = np.arcsin(np.linspace(-1.0, 1.0, rows + 1))  # equal-area cells
     counts, _, _ = np.histogram2d(rot, lat, bins=[lon_edges, lat_edges])
     fig = plt.figure(figsize=(8, 4.5), dpi=100)
     ax = fig.add_subplot(111, projection="mollweide")
@@ -109,6 +110,7 @@ def write_angular_distribution(path, angles_deg: np.ndarray) -> None:
     ax.set_title(f"viewing directions of {len(angles_deg)} kept particles "
                  "(longitude rlnAngleRot, latitude 90 - rlnAngleTilt)", fontsize=9)
     ax.grid(True, alpha=0.3)
+    ax.set_xticklabels([])
     ax.tick_params(labelsize=7)
     with atomic_write(path, "wb") as fh:
         fig.savefig(fh, format="png")

@@ -1,0 +1,151 @@
+"""cryopares_infer on simulated particles of the training protein with 30 % junk: pose accuracy of
+the kept particles, junk separation by the z-score, the stored (``auto``) threshold.
+
+Measured (CI settings below): median error of the kept good particles 15 deg (grid step 15 deg);
+z-score AUROC 0.98 against pure-noise junk (97 % of it rejected) but 0.43 against projections of
+another map (see the xfail below).
+
+One tiny model is trained once for the module by the cryopares_train job (with known junk
+particles, so the stored threshold comes from junk) on particles simulated from the shipped map, as
+in tests/training (SNR 1, network input 32 px at 11.4 A/px). To keep CI time down only half set 1
+gets a full training set (half 2 gets a token one and is not used here): the screened test set (new
+poses, CTFs and noise, 30 % junk) is put in half set 1. That each half set goes through its own
+model is tested in test_infer_job.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from relion_cryopares.data import (ParticleStar, SimulationConfig, read_particle_star, simulate_junk,
+                                   simulate_particles, write_particle_star)
+from relion_cryopares.geometry import euler_to_matrix, geodesic_distance_deg, so3_grid_resolution_deg
+from relion_cryopares.jobs import infer, train
+from relion_cryopares.jobs._modeldir import load_model_dir
+from relion_cryopares.pruning import auroc
+from tests.relion_project import make_project, read_text
+
+SNR = 1.0
+N_TRAIN_HALF1, N_TRAIN_HALF2, N_TRAIN_JUNK = 2000, 40, 200
+N_GOOD, N_JUNK = 420, 180  # 30 % junk
+EPOCHS = 12
+TRAIN_ARGS = ["--preset", "tiny", "--epochs", str(EPOCHS), "--box_nnet", "32", "--angpix_nnet", "11.4",
+              "--particle_diameter", "300", "--j", "2"]
+TRUE = ("rlnCryoparesSimAngleRot", "rlnCryoparesSimAngleTilt", "rlnCryoparesSimAnglePsi")
+
+
+def _main(module, project: Path, argv: list[str]) -> int:
+    cwd = os.getcwd()
+    os.chdir(project)
+    try:
+        return module.main(argv)
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.fixture(scope="module")
+def screened(tmp_path_factory, test_map) -> Path:
+    """A project with a trained tiny model (External/job010/) and one inference run on a test set
+    of good particles and 30 % junk (External/job020/)."""
+    vol, px = test_map
+    root = make_project(tmp_path_factory.mktemp("infer_accuracy") / "project")
+    cfg = SimulationConfig(n_particles=N_TRAIN_HALF1 + N_TRAIN_HALF2, snr=SNR, seed=1, max_shift_angstrom=5.0,
+                           particles_per_stack=500)
+    training = simulate_particles(vol, px, cfg, root / "Train/Particles", project_dir=root)
+    subsets = np.r_[np.ones(N_TRAIN_HALF1, dtype=int), np.full(N_TRAIN_HALF2, 2)]
+    write_particle_star(root / "Train/train.star", training.with_columns(rlnRandomSubset=subsets))
+    write_particle_star(root / "Train/junk.star",
+                        simulate_junk(vol, px, SimulationConfig(**{**cfg.__dict__, "n_particles": N_TRAIN_JUNK,
+                                                                    "seed": 2}), root / "Train/Junk",
+                                      project_dir=root))
+    good = simulate_particles(vol, px, SimulationConfig(**{**cfg.__dict__, "n_particles": N_GOOD, "seed": 3}),
+                              root / "Extract/Good", "good", project_dir=root)
+    junk = simulate_junk(vol, px, SimulationConfig(**{**cfg.__dict__, "n_particles": N_JUNK, "seed": 4}),
+                         root / "Extract/Junk", project_dir=root)
+    both = ParticleStar.concat([good.with_columns(rlnCryoparesSimJunk=np.zeros(N_GOOD, dtype=int)), junk])
+    both = both.with_columns(rlnRandomSubset=np.ones(len(both), dtype=int),
+                             **{t: both.column(c) for t, c in zip(TRUE, ("rlnAngleRot", "rlnAngleTilt",
+                                                                         "rlnAnglePsi"))})
+    both = both.select(np.random.default_rng(0).permutation(len(both)))
+    both.particles = both.particles.drop(columns=["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"])
+    write_particle_star(root / "Extract/particles.star", both)
+    assert _main(train, root, ["--o", "External/job010/", "--in_parts", "Train/train.star",
+                               "--junk_parts", "Train/junk.star", *TRAIN_ARGS]) == 0, \
+        read_text(root / "External/job010/run.err")
+    assert _main(infer, root, ["--o", "External/job020/", "--in_parts", "Extract/particles.star",
+                               "--model", "External/job010/", "--j", "2"]) == 0, \
+        read_text(root / "External/job020/run.err")
+    return root
+
+
+def _outputs(project: Path) -> tuple[ParticleStar, np.ndarray]:
+    kept = read_particle_star(project / "External/job020/particles.star")
+    rejected = read_particle_star(project / "External/job020/rejected.star")
+    both = ParticleStar.concat([kept, rejected])
+    return both, np.r_[np.ones(len(kept), bool), np.zeros(len(rejected), bool)]
+
+
+def _errors_deg(star: ParticleStar) -> np.ndarray:
+    true = euler_to_matrix(torch.from_numpy(np.stack([star.column(c) for c in TRUE], 1).astype(np.float64)))
+    pred = euler_to_matrix(torch.from_numpy(star.angles_deg()))
+    return geodesic_distance_deg(pred, true).numpy()
+
+
+def test_kept_particles_have_accurate_poses(screened):
+    both, kept = _outputs(screened)
+    good = both.column("rlnCryoparesSimJunk") == 0
+    order = load_model_dir(screened / "External/job010").halves[1].model_config.grid_order
+    err = _errors_deg(both.select(good & kept))
+    step = so3_grid_resolution_deg(order)
+    print(f"median error of kept good particles {np.median(err):.1f} deg (grid step {step:.1f} deg)")
+    assert np.median(err) < 2 * step
+
+
+def _junk_kinds(star: ParticleStar) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the pure-noise junk and of the junk projected from another map (simulate_junk's stems)."""
+    junk = star.column("rlnCryoparesSimJunk") == 1
+    noise = np.array(["_noise_" in name for name in star.image_names()])
+    return junk & noise, junk & ~noise
+
+
+def _pruning_numbers(star: ParticleStar, kept: np.ndarray) -> dict:
+    noise, other = _junk_kinds(star)
+    junk, good = noise | other, ~(noise | other)
+    z = star.column("rlnCryoparesZscore").astype(np.float64)
+    out = {"auroc": auroc(z[good], z[junk]), "auroc_noise": auroc(z[good], z[noise]),
+           "auroc_other_map": auroc(z[good], z[other]), "kept_good": kept[good].mean(),
+           "rejected_junk": (~kept[junk]).mean(), "rejected_noise": (~kept[noise]).mean(),
+           "rejected_other_map": (~kept[other]).mean()}
+    print("pruning: " + ", ".join(f"{k} {v:.3f}" for k, v in out.items()))
+    return out
+
+
+def test_noise_junk_is_separated_and_pruned(screened):
+    """Particles the network cannot assign (pure noise) get low z-scores; ``auto`` (the threshold
+    cryopares_train stored from known junk) rejects them."""
+    both, kept = _outputs(screened)
+    numbers = _pruning_numbers(both, kept)
+    assert numbers["auroc_noise"] >= 0.9
+    assert numbers["rejected_noise"] >= 0.7
+    summary = json.loads((screened / "External/job020" / infer.SUMMARY_FILE).read_text())
+    assert all(h["threshold_source"].endswith("(junk_particles)") for h in summary["halves"].values())
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "the network's confidence does not tell another protein from the right one: projections of "
+    "simulate_junk's other map get z-scores like good particles (AUROC 0.43 against them, 0.98 "
+    "against pure noise), so over 50/50 noise/other-map junk the AUROC is ~0.70 and the Youden "
+    "threshold from such junk keeps ~85 % of good particles; a reference check (CC with the map at "
+    "the predicted pose) separated them in a trial (AUROC 0.92) but is not part of the cryoPARES score"))
+def test_all_junk_is_separated_and_pruned(screened):
+    both, kept = _outputs(screened)
+    numbers = _pruning_numbers(both, kept)
+    assert numbers["auroc"] >= 0.9
+    assert numbers["kept_good"] >= 0.9
+    assert numbers["rejected_junk"] >= 0.7
