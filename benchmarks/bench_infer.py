@@ -109,6 +109,7 @@ def main() -> None:
                              "threads": args.threads, "batch": batch, "particles": n,
                              "startup_s": r["setup_s"], "particles_per_s": r["particles_per_s"],
                              "particles_per_min": r["particles_per_s"] * 60, "job_wall_s": r["wall_s"]})
+                rows[-1]["load_avg_1min"] = round(os.getloadavg()[0], 1)
                 print(rows[-1], flush=True)
                 shutil.rmtree(project, ignore_errors=True)
     finally:
@@ -118,7 +119,9 @@ def main() -> None:
                         "network, poses, z-scores, chunk files); startup_s: STAR reading + model loading "
                         "(fixed tables built or read from the cache); job_wall_s: the whole job incl. "
                         "outputs and plots. tiny: 64 px at 5.7 A/px, grid order 2; paper: particles "
-                        "200 px at 1.82 A/px -> network 160 px at 1.5 A/px, grid order 4 (294,912 poses).")
+                        "200 px at 1.82 A/px -> network 160 px at 1.5 A/px, grid order 4 (294,912 poses). "
+                        f"load_avg_1min: the machine's load after each run ({os.cpu_count()} cores); on a "
+                        "shared machine the numbers scale down with the load.")
 
 
 if __name__ == "__main__":

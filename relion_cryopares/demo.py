@@ -31,8 +31,8 @@ import torch
 
 from relion_cryopares.data import (ImageStackReader, ParticleStar, SimulationConfig,
                                    read_particle_star, read_volume, simulate_junk,
-                                   simulate_particles, with_ligand, write_particle_star,
-                                   write_volume)
+                                   simulate_junk_variety, simulate_particles, with_ligand,
+                                   write_particle_star, write_volume)
 from relion_cryopares.fourier import FourierAccumulator, fsc_curve, resolution_at
 from relion_cryopares.geometry import euler_to_matrix, geodesic_distance_deg
 from relion_cryopares.jobs._halfmaps import ReconstructionGrid, insert_particles
@@ -54,7 +54,7 @@ class Step:
     particles: int
 
 
-def _simulate(project: Path, n_apo: int, n_ligand: int, snr: float) -> tuple[float, Path]:
+def _simulate(project: Path, n_apo: int, n_ligand: int, snr: float, n_known_junk: int) -> tuple[float, Path]:
     vol, px = read_volume(MAP)
     apo = torch.from_numpy(vol.copy())
     ligand_map = with_ligand(apo)
@@ -64,6 +64,10 @@ def _simulate(project: Path, n_apo: int, n_ligand: int, snr: float) -> tuple[flo
     star = simulate_particles(apo, px, cfg, imp / "job001" / "Particles", project_dir=project)
     write_particle_star(imp / "job001" / "run_data.star", star)
     write_volume(imp / "job001" / "apo_map.mrc", apo.numpy(), px)
+    # known junk of the apo dataset (as rejected by its 2D classification): noise and random-blob maps
+    known = SimulationConfig(**{**cfg.__dict__, "n_particles": n_known_junk, "seed": 5})
+    write_particle_star(imp / "job001" / "junk.star",
+                        simulate_junk_variety(apo, px, known, imp / "job001" / "Junk", project_dir=project))
     # ligand: extracted particles (no poses, origins unknown) + 30 % junk
     n_junk = int(round(n_ligand * 0.3 / 0.7))
     cfg = SimulationConfig(n_particles=n_ligand, snr=snr, seed=2, max_shift_angstrom=2 * px)
@@ -224,9 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n_apo", type=int, default=3000)
     ap.add_argument("--n_ligand", type=int, default=1000, help="good particles (junk added: 30 %%)")
     ap.add_argument("--snr", type=float, default=1.0)
-    ap.add_argument("--epochs", type=int, default=14, help="training epochs per half model")
-    ap.add_argument("--range", type=float, default=9.0, help="local refinement range (deg)")
-    ap.add_argument("--step", type=float, default=3.0, help="local refinement step (deg)")
+    ap.add_argument("--n_known_junk", type=int, default=400,
+                    help="known junk particles of the apo dataset given to training (0: none)")
+    ap.add_argument("--epochs", type=int, default=30, help="training epochs per half model")
+    ap.add_argument("--range", type=float, default=6.0, help="local refinement range (deg)")
+    ap.add_argument("--step", type=float, default=2.0, help="local refinement step (deg)")
+    ap.add_argument("--lowpass", type=float, default=20.0,
+                    help="low-pass of the reference in local refinement (A): well above Nyquist "
+                         "(11.4 A here), so the FSC beyond it is free of reference bias")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     project = Path(args.out).resolve()
@@ -234,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(project)
     project.mkdir(parents=True)
     t0 = time.perf_counter()
-    px, imp = _simulate(project, args.n_apo, args.n_ligand, args.snr)
+    px, imp = _simulate(project, args.n_apo, args.n_ligand, args.snr, args.n_known_junk)
     log.info("simulated %d apo and %d ligand particles (+30 %% junk) in %.0f s", args.n_apo,
              args.n_ligand, time.perf_counter() - t0)
     run = Runner(project)
@@ -247,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     # the tiny network sees the particles at 2x binning (32 px at 11.4 A/px): minutes on a CPU
     train_params = {"sym": "C1", "preset": "tiny", "angpix_nnet": 2 * px, "box_nnet": 32,
                     "epochs": args.epochs}
+    if args.n_known_junk > 0:
+        train_params["junk_parts"] = "Import/job001/junk.star"
     train = run.external("cryopares_train", {"in_part": "Import/job001/run_data.star",
                                              "in_3dref": "Import/job001/apo_map.mrc"}, train_params)
     steps.append(Step("cryopares_train (tiny)", train, time.perf_counter() - t, args.n_apo))
@@ -260,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     refine = run.external("cryopares_localrefine", {"in_part": f"{infer}particles.star",
                                                     "in_3dref": "Import/job001/apo_map.mrc",
                                                     "in_mask": "MaskCreate/job003/mask.mrc"},
-                          {"sym": "C1", "range": args.range, "step": args.step})
+                          {"sym": "C1", "range": args.range, "step": args.step, "lowpass": args.lowpass})
     kept = read_particle_star(project / infer / "particles.star")
     steps.append(Step("cryopares_localrefine", refine, time.perf_counter() - t, len(kept)))
     pp_job, pp_res = run.postprocess(f"{refine}run_half1_class001_unfil.mrc",

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+
+import relion_cryopares  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

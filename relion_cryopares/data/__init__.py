@@ -17,11 +17,12 @@ __all__ = [
 ]
 
 from relion_cryopares.data._simulate import (SimulationConfig, gaussian_blob_map, optics_table,
-                                             random_blob_map, simulate_junk, simulate_particles,
-                                             uniform_random_angles, with_ligand)
+                                             random_blob_map, simulate_junk, simulate_junk_variety,
+                                             simulate_particles, uniform_random_angles, with_ligand)
 
 __all__ += ["SimulationConfig", "gaussian_blob_map", "optics_table", "random_blob_map",
-            "simulate_junk", "simulate_particles", "uniform_random_angles", "with_ligand"]
+            "simulate_junk", "simulate_junk_variety", "simulate_particles", "uniform_random_angles",
+            "with_ligand"]
 
 from relion_cryopares.data._preprocess import (PreprocessConfig, circular_mask, finish_channels,
                                                prepare_channels, preprocess_particles)

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from relion_cryopares.ctf import CtfParameters, compute_ctf
+from relion_cryopares.errors import InputError
 from relion_cryopares.fourier import Projector
 from relion_cryopares.geometry import euler_to_matrix, matrix_to_euler
 
@@ -188,13 +189,15 @@ def gaussian_blob_map(box: int, centres_px: np.ndarray, sigma_px: float,
     return vol
 
 
-def random_blob_map(box: int, like: torch.Tensor, n_blobs: int = 40, seed: int = 0) -> torch.Tensor:
-    """A "different protein": random Gaussian blobs inside a sphere of a third of the box, scaled to
-    the density range of ``like`` (for junk particles: projections of the wrong map)."""
+def random_blob_map(box: int, like: torch.Tensor, n_blobs: int = 40, seed: int = 0,
+                    radius_fraction: float = 1 / 3.5) -> torch.Tensor:
+    """A "different protein": ``n_blobs`` random Gaussian blobs (sigma ``box / 20``) inside a sphere
+    of radius ``radius_fraction * box``, scaled to the density range of ``like`` (for junk particles:
+    projections of the wrong map)."""
     rng = np.random.default_rng(seed)
     pts = rng.normal(size=(n_blobs, 3))
-    pts *= (box / 3.5) * rng.uniform(0, 1, (n_blobs, 1)) ** (1 / 3) / np.linalg.norm(pts, axis=1,
-                                                                                      keepdims=True)
+    pts *= (box * radius_fraction) * rng.uniform(0, 1, (n_blobs, 1)) ** (1 / 3) / np.linalg.norm(
+        pts, axis=1, keepdims=True)
     vol = gaussian_blob_map(box, pts, sigma_px=box / 20)
     return vol * float(like.max()) / float(vol.max())
 
@@ -218,17 +221,21 @@ def with_ligand(volume: torch.Tensor, position_px: tuple[float, float, float] | 
 
 def simulate_junk(like: torch.Tensor, pixel_size_angstrom: float, cfg: SimulationConfig,
                   out_dir: str | Path, stem: str = "junk", noise_fraction: float = 0.5,
-                  project_dir: str | Path = ".") -> ParticleStar:
+                  project_dir: str | Path = ".", other: torch.Tensor | None = None) -> ParticleStar:
     """Junk particles: a ``noise_fraction`` of pure-noise images and the rest projections of a
-    different (random-blob) map, with the CTF and the noise level of :func:`simulate_particles` of
-    ``like`` with ``cfg``. The STAR carries ``rlnCryoparesSimJunk`` = 1."""
+    different map (``other``, on the grid of ``like``; default a random-blob map), with the CTF and
+    the noise level of :func:`simulate_particles` of ``like`` with ``cfg``. The STAR carries
+    ``rlnCryoparesSimJunk`` = 1."""
     sigma = cfg.noise_sigma
     if sigma is None:
         sigma = estimate_noise_sigma(like, pixel_size_angstrom, cfg)
     n_noise = int(round(cfg.n_particles * noise_fraction))
     parts = []
     if cfg.n_particles - n_noise > 0:
-        other = random_blob_map(like.shape[-1], like, seed=cfg.seed + 7)
+        if other is None:
+            other = random_blob_map(like.shape[-1], like, seed=cfg.seed + 7)
+        elif other.shape != like.shape:
+            raise InputError(f"the other map has shape {tuple(other.shape)}, not {tuple(like.shape)}")
         c = SimulationConfig(**{**cfg.__dict__, "n_particles": cfg.n_particles - n_noise,
                                 "noise_sigma": sigma})
         parts.append(simulate_particles(other, pixel_size_angstrom, c, out_dir, f"{stem}_wrongmap",
@@ -240,3 +247,24 @@ def simulate_junk(like: torch.Tensor, pixel_size_angstrom: float, cfg: Simulatio
                                         f"{stem}_noise", project_dir=project_dir))
     star = ParticleStar.concat(parts) if len(parts) > 1 else parts[0]
     return star.with_columns(rlnCryoparesSimJunk=np.ones(len(star), dtype=int))
+
+
+def simulate_junk_variety(like: torch.Tensor, pixel_size_angstrom: float, cfg: SimulationConfig,
+                          out_dir: str | Path, stem: str = "junk", n_maps: int = 4,
+                          project_dir: str | Path = ".") -> ParticleStar:
+    """Known junk of several kinds (for ``cryopares_train --junk_parts``): ``cfg.n_particles`` split
+    over ``n_maps`` calls of :func:`simulate_junk`, each half pure noise and half projections of its
+    own random-blob map, the maps ranging from 20 to 35 % of the box in radius and from 20 to 65 blobs."""
+    parts = []
+    for k in range(n_maps):
+        n = cfg.n_particles // n_maps + (1 if k < cfg.n_particles % n_maps else 0)
+        if n == 0:
+            continue
+        frac = 0.2 + 0.15 * k / max(n_maps - 1, 1)
+        other = random_blob_map(like.shape[-1], like, n_blobs=20 + 45 * k // max(n_maps - 1, 1),
+                                seed=cfg.seed * 100 + k, radius_fraction=frac)
+        c = SimulationConfig(**{**cfg.__dict__, "n_particles": n, "seed": cfg.seed * 100 + k})
+        parts.append(simulate_junk(like, pixel_size_angstrom, c, out_dir, f"{stem}{k}", project_dir=project_dir,
+                                   other=other))
+    return ParticleStar.concat(parts) if len(parts) > 1 else parts[0]
+

@@ -18,8 +18,7 @@ import torch
 from relion_cryopares.ctf import compute_ctf
 from relion_cryopares.data import ImageStackReader, ParticleStar, write_volume
 from relion_cryopares.fourier import (FourierAccumulator, centre_crop_or_pad_images, fsc_curve,
-                                      fsc_to_ssnr, resample_images, resolution_at,
-                                      shell_resolution_angstrom)
+                                      fsc_to_ssnr, resample_images, resolution_at)
 from relion_cryopares.geometry import euler_to_matrix
 
 log = logging.getLogger(__name__)

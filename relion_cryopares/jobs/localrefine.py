@@ -34,14 +34,6 @@ Incremental and restartable. The progress record in the job directory:
 
 from __future__ import annotations
 
-# ruff: noqa: E402  (imports after the OpenMP setting below)
-import os
-
-# OpenMP threads that spin while waiting make --j 2 up to 5x slower than --j 1 when other processes
-# share the cores (measured: 9 vs 44 particles/s). Must be set before torch loads its OpenMP runtime:
-# it takes effect when this job runs as its own process (RELION, the console script).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import hashlib
 import logging
 import shutil

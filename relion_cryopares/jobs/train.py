@@ -11,8 +11,12 @@ Two independent models, one per half set (``rlnRandomSubset``; assigned with a f
 absent), each trained on 70 % of its half set and validated on the rest (seeded). With
 ``--in_3dref`` each model first trains for a few epochs on particles simulated from that map at the
 training poses and CTFs. At the end each model's pruning normaliser is fitted on its validation
-particles and the z-score threshold is set from ``--junk_parts`` (when given) or from the
-validation distribution. Outputs: the model directory (``cryopares_model.json``, ``half1/``,
+particles and the z-score threshold is set from ``--junk_parts`` (when given: the threshold that
+best separates validation particles from held-out junk, Youden's J, but not below the 5 % quantile
+of the validation z-scores) or from the validation distribution (its 5 % quantile). Known junk also trains the networks: 70 % of it (by hashed image name) is
+shown to both models during training with a loss that pushes their output towards the uniform
+distribution (outlier exposure, so junk gets low pruning scores); the other 30 % sets the
+threshold. Outputs: the model directory (``cryopares_model.json``, ``half1/``,
 ``half2/``, see :mod:`relion_cryopares.jobs._modeldir`), ``learning_curves.png``, a line per
 epoch in ``run.out``, and half maps of each half set's training particles at their RELION poses
 (``run_half1_class001_unfil.mrc`` etc.: the default reference for local refinement).
@@ -47,7 +51,7 @@ from relion_cryopares.model import ModelConfig, PoseModel, state_dict_bytes
 from relion_cryopares.pruning import DirectionalNormaliser, auroc, threshold_from_junk, threshold_from_validation
 from relion_cryopares.relion import Input, JobContext, JobSpec, OutputNode, Param, read_json, run_job
 from relion_cryopares.training import (HalfTrainer, TrainingConfig, evaluate, maybe_in_memory, split_half,
-                                       write_learning_curves)
+                                       split_junk, write_learning_curves)
 
 SPEC = JobSpec(
     name="cryopares_train",
@@ -66,7 +70,12 @@ SPEC = JobSpec(
                    "particles' field of view fits the box)"),
         Param("particle_diameter", "float", None, minimum=1.0,
               help="particle diameter in A (default: 80 % of the field of view)"),
-        Param("junk_parts", "str", None, help="STAR file of known junk particles (sets the pruning threshold)"),
+        Param("junk_parts", "str", None,
+              help="STAR file of known junk particles (70 % trains the networks to spread their probability "
+                   "on junk, 30 % sets the pruning threshold)"),
+        Param("junk_loss_weight", "float", None, minimum=0.0,
+              help="weight of the junk (outlier-exposure) loss; 0: junk only sets the threshold "
+                   "(default: 0.5)"),
         Param("init_model", "str", None, help="fine-tune from this cryopares_train job directory"),
         Param("batch_size", "int", None, minimum=1, help="particles per batch (default: the preset's)"),
         Param("num_workers", "int", -1, minimum=-1, help="data-loading processes (-1: automatic)"),
@@ -96,7 +105,8 @@ def _num_workers(value: int) -> int:
 def _configs(ctx: JobContext, star, init) -> tuple[PreprocessConfig, ModelConfig, TrainingConfig]:
     p = ctx.params
     preset = p["preset"]
-    overrides = {k: p[k] for k in ("epochs", "batch_size", "pretrain_epochs") if p[k] is not None}
+    overrides = {k: p[k] for k in ("epochs", "batch_size", "pretrain_epochs", "junk_loss_weight")
+                 if p[k] is not None}
     train_cfg = TrainingConfig.preset(preset, seed=p["seed"], **overrides)
     if init is not None:
         if any(p[k] is not None for k in ("box_nnet", "particle_diameter")):
@@ -168,13 +178,23 @@ def _train_one_half(ctx: JobContext, half: int, star, pre, model_cfg, train_cfg,
         pretrain_ds = SimulatedParticleDataset(vol, vol_px, star, split.train, pre, snr=train_cfg.pretrain_snr,
                                                seed=train_cfg.seed * 1000 + half)
 
+    junk_ds, junk_holdout = None, junk
+    if junk is not None:
+        exposure, held = split_junk(junk.image_names(), train_cfg.junk_holdout_fraction)
+        if train_cfg.junk_loss_weight > 0 and len(exposure) and len(held):
+            junk_ds = maybe_in_memory(ParticleDataset(junk, exposure, pre, finish=False), pre, False, cache,
+                                      workers)
+            junk_holdout = junk.select(held)
+            ctx.log.info("half %d: %d junk particles shown to the network (outlier exposure), %d held out "
+                         "for the pruning threshold", half, len(exposure), len(held))
+
     def on_epoch(c):
         curves[half] = c
         write_learning_curves(ctx.path("learning_curves.png"), curves)
 
     trainer_key = {k: v for k, v in key.items() if k != "epochs"}  # more epochs on a continue: train on
     trainer = HalfTrainer(model, train_ds, val_ds, train_cfg, pre, sym, hdir / "train", trainer_key,
-                          pretrain_ds=pretrain_ds, device=device, num_workers=workers, half=half,
+                          pretrain_ds=pretrain_ds, junk_ds=junk_ds, device=device, num_workers=workers, half=half,
                           should_abort=ctx.abort_requested, on_epoch=on_epoch, logger=ctx.log)
     result = trainer.fit()
     curves[half] = result.curves
@@ -190,14 +210,19 @@ def _train_one_half(ctx: JobContext, half: int, star, pre, model_cfg, train_cfg,
     summary = {**result.summary(), "key": key, "n_train": int(len(split.train)), "n_val": int(len(split.val)),
                "n_dropped": int(len(split.dropped)), "val_median_error_deg": val.median_error_deg,
                "state_dict_bytes": state_dict_bytes(result.model), "training_config": train_cfg.to_dict()}
-    if junk is not None:
-        jv = run(ParticleDataset(junk, None, pre, finish=True))
+    if junk_holdout is not None:
+        jv = run(ParticleDataset(junk_holdout, None, pre, finish=True))
         z_junk = normaliser.zscore(jv.scores, jv.matrices)
-        threshold, source = threshold_from_junk(z_val, z_junk), "junk_particles"
+        # the held-out junk is of the kinds the network was shown, so easier than unseen junk: when it
+        # is separated so cleanly that Youden's threshold would keep more than 95 % of the validation
+        # particles, the threshold is raised to the 5 % validation quantile
+        threshold = max(threshold_from_junk(z_val, z_junk), threshold_from_validation(z_val))
+        source = "junk_particles"
         summary["junk_auroc"] = auroc(z_val, z_junk)
         summary["junk_rejected_fraction"] = float((z_junk < threshold).float().mean())
+        summary["n_junk_exposure"] = len(junk) - len(junk_holdout)
         ctx.log.info("half %d: pruning threshold z = %.2f from %d junk particles (AUROC %.3f, %.1f %% of junk "
-                     "rejected)", half, threshold, len(junk), summary["junk_auroc"],
+                     "rejected)", half, threshold, len(junk_holdout), summary["junk_auroc"],
                      100 * summary["junk_rejected_fraction"])
     else:
         threshold, source = threshold_from_validation(z_val), "validation_quantile_0.05"

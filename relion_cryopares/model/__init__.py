@@ -14,7 +14,7 @@ from relion_cryopares.model._encoder import UNet
 from relion_cryopares.model._grid_logits import GridLogits
 from relion_cryopares.model._image_to_sphere import ImageToSphere
 from relion_cryopares.model._io import load_model, save_model
-from relion_cryopares.model._loss import grid_targets, pose_cross_entropy
+from relion_cryopares.model._loss import grid_targets, pose_cross_entropy, uniform_kl
 from relion_cryopares.model._pose_model import PoseModel, state_dict_bytes
 from relion_cryopares.model._predict import PosePrediction, fold_probabilities, predict_poses
 
@@ -36,4 +36,5 @@ __all__ = [
     "predict_poses",
     "save_model",
     "state_dict_bytes",
+    "uniform_kl",
 ]

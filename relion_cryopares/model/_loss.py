@@ -58,3 +58,10 @@ def pose_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: tor
     if reduction == "none":
         return ce
     raise InputError(f"unknown reduction {reduction!r}")
+
+
+def uniform_kl(logits: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of KL(uniform || softmax(logits)) = ``-mean(log p) - log N`` (>= 0, 0 for
+    a flat distribution): the outlier-exposure loss for known junk particles."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return (-logp.mean(-1) - torch.log(torch.tensor(float(logits.shape[-1])))).mean()

@@ -16,11 +16,11 @@ from relion_cryopares.training._evaluate import Evaluation, evaluate
 from relion_cryopares.training._loop import CURVE_KEYS, HalfTrainer, TrainResult
 from relion_cryopares.training._memory import InMemoryDataset, maybe_in_memory
 from relion_cryopares.training._plot import write_learning_curves
-from relion_cryopares.training._split import HalfSplit, split_half
+from relion_cryopares.training._split import HalfSplit, split_half, split_junk
 
 __all__ = [
     "AugmentConfig", "Augmenter", "BEST_MODEL_NAME", "CHECKPOINT_NAME", "CURVE_KEYS", "Evaluation",
     "HalfSplit", "HalfTrainer", "InMemoryDataset", "TrainResult", "TrainingConfig", "evaluate",
     "inplane_rotation", "load_checkpoint", "maybe_in_memory", "rotate_shift_images", "save_atomic",
-    "split_half", "write_learning_curves",
+    "split_half", "split_junk", "write_learning_curves",
 ]

@@ -24,6 +24,14 @@ class TrainingConfig:
     half set is held out for validation (seeded). ``pretrain_epochs`` epochs on particles simulated
     from the reference (when one is given) come first, with noise at ``pretrain_snr``.
     ``cache_mb``: keep preprocessed images in memory when they fit (0: never).
+
+    Known junk particles (``cryopares_train --junk_parts``): a ``junk_holdout_fraction`` of them
+    (chosen by hashed image name) sets the pruning threshold; the rest are shown to the network
+    during training ("outlier exposure"): each batch of ``batch_size`` particles gets
+    ``junk_batch_size`` junk particles whose loss, weighted ``junk_loss_weight``, is the KL
+    divergence from the uniform distribution over the grid to the predicted one, so the network
+    learns to spread its probability (low pruning score) on images that are not the protein.
+    ``junk_loss_weight`` 0 turns it off (junk then only sets the threshold).
     """
 
     epochs: int = 100
@@ -44,13 +52,16 @@ class TrainingConfig:
     val_batch_size: int = 64
     cache_mb: float = 1024.0
     seed: int = 0
+    junk_loss_weight: float = 0.5
+    junk_batch_size: int = 8
+    junk_holdout_fraction: float = 0.3
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, dict):
             object.__setattr__(self, "augment", AugmentConfig.from_dict(self.augment))
         problems = []
-        for name in ("batch_size", "n_copies", "accumulate_batches", "val_batch_size"):
+        for name in ("batch_size", "n_copies", "accumulate_batches", "val_batch_size", "junk_batch_size"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
         for name in ("epochs", "pretrain_epochs", "lr_patience", "early_stop_patience"):
@@ -58,6 +69,8 @@ class TrainingConfig:
                 problems.append(f"{name} must be >= 0")
         if not 0.0 < self.val_fraction < 1.0:
             problems.append("val_fraction must be in (0, 1)")
+        if not 0.0 < self.junk_holdout_fraction <= 1.0 or self.junk_loss_weight < 0:
+            problems.append("junk_holdout_fraction must be in (0, 1] and junk_loss_weight >= 0")
         if not 0.0 < self.lr_factor <= 1.0 or self.learning_rate <= 0:
             problems.append("learning_rate must be > 0 and lr_factor in (0, 1]")
         if problems:

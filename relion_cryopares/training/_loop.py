@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from relion_cryopares.data import BatchIndexSampler, PreprocessConfig, finish_channels
 from relion_cryopares.errors import JobAborted
-from relion_cryopares.model import PoseModel, grid_targets, pose_cross_entropy
+from relion_cryopares.model import PoseModel, grid_targets, pose_cross_entropy, uniform_kl
 
 from ._augment import Augmenter
 from ._checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, load_checkpoint, save_atomic
@@ -68,16 +68,20 @@ def _loader(dataset, sampler, num_workers: int, device: torch.device):
 class HalfTrainer:
     """Trains ``model`` on ``train_ds`` (2-channel images, ``finish=False``), validating on
     ``val_ds`` (network input, ``finish=True``); optional ``pretrain_ds`` (simulated particles)
-    for the first ``cfg.pretrain_epochs`` epochs. ``key`` (JSON-able) identifies the run: a
+    for the first ``cfg.pretrain_epochs`` epochs; optional ``junk_ds`` (known junk, ``finish=False``):
+    each training batch after pre-training adds ``cfg.junk_batch_size`` of them (drawn with the
+    batch's seed) with the outlier-exposure loss :func:`~relion_cryopares.model.uniform_kl`
+    weighted ``cfg.junk_loss_weight``. ``key`` (JSON-able) identifies the run: a
     checkpoint with another key is not resumed; a finished run resumed with more ``cfg.epochs`` (and
     not stopped early) trains on."""
 
     def __init__(self, model: PoseModel, train_ds, val_ds, cfg: TrainingConfig, pre: PreprocessConfig,
-                 symmetry: torch.Tensor | None, workdir: str | Path, key: dict, *, pretrain_ds=None,
+                 symmetry: torch.Tensor | None, workdir: str | Path, key: dict, *, pretrain_ds=None, junk_ds=None,
                  device: str | torch.device = "cpu", num_workers: int = 0, half: int = 1,
                  should_abort: Callable[[], bool] = lambda: False,
                  on_epoch: Callable[[dict], None] | None = None, logger: logging.Logger | None = None):
         self.model, self.train_ds, self.val_ds, self.pretrain_ds = model, train_ds, val_ds, pretrain_ds
+        self.junk_ds = junk_ds if junk_ds is not None and len(junk_ds) > 0 and cfg.junk_loss_weight > 0 else None
         self.cfg, self.pre, self.key, self.half = cfg, pre, key, half
         self.device = torch.device(device)
         self.symmetry = None if symmetry is None or symmetry.shape[0] == 1 else symmetry.to(self.device)
@@ -138,6 +142,14 @@ class HalfTrainer:
         return True
 
     # ------------------------------------------------------------------ one batch
+    def _junk_batch(self, gen: torch.Generator) -> torch.Tensor:
+        """``cfg.junk_batch_size`` augmented junk images (2-channel, not finished)."""
+        n = len(self.junk_ds)
+        pick = torch.randint(n, (min(self.cfg.junk_batch_size, n),), generator=gen).numpy()
+        x = self.junk_ds[pick]["images"].to(self.device)
+        x, _ = self.augment(x, torch.eye(3, device=self.device).expand(x.shape[0], 3, 3), gen)
+        return x
+
     def _train_batch(self, batch: dict, epoch: int, step: int) -> None:
         cfg = self.cfg
         x = batch["images"].to(self.device, non_blocking=True)
@@ -147,12 +159,18 @@ class HalfTrainer:
             x, mats, w = (t.repeat_interleave(cfg.n_copies, 0) for t in (x, mats, w))
         gen = torch.Generator().manual_seed(_batch_seed(cfg.seed, self.half, epoch, step))
         x, mats = self.augment(x, mats, gen)
+        n_good = x.shape[0]
+        with_junk = self.junk_ds is not None and epoch >= self.n_pretrain
+        if with_junk:
+            x = torch.cat([x, self._junk_batch(gen)])
         logits = self.model(finish_channels(x, self.pre))
         targets = grid_targets(mats, self.symmetry, self.model.config.grid_order)
-        loss = pose_cross_entropy(logits, targets, w, cfg.label_smoothing)
+        loss = pose_cross_entropy(logits[:n_good], targets, w, cfg.label_smoothing)
+        if with_junk:
+            loss = loss + cfg.junk_loss_weight * uniform_kl(logits[n_good:])
         (loss / cfg.accumulate_batches).backward()
-        self.loss_sum += float(loss.detach()) * x.shape[0]
-        self.weight_sum += x.shape[0]
+        self.loss_sum += float(loss.detach()) * n_good
+        self.weight_sum += n_good
         self.n_acc += 1
         if self.n_acc >= cfg.accumulate_batches:
             self._optimizer_step()

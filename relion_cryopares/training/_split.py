@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,3 +40,13 @@ def split_half(star: ParticleStar, half: int, val_fraction: float, min_weight: f
     val = np.sort(rows[perm[:n_val]])
     train = np.sort(rows[perm[n_val:]])
     return HalfSplit(half, train, val, dropped)
+
+
+def split_junk(image_names, holdout_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of known junk particles ``(exposure, holdout)``: each image name is hashed to a number
+    in [0, 1); names below ``holdout_fraction`` are held out (they set the pruning threshold), the
+    rest are shown to the network in training. Stable whatever the order or number of particles."""
+    u = np.array([int.from_bytes(hashlib.sha256(b"junk:" + str(n).strip().encode()).digest()[:6], "little")
+                  for n in image_names], dtype=np.float64) / float(1 << 48)
+    held = u < holdout_fraction
+    return np.flatnonzero(~held), np.flatnonzero(held)

@@ -9,7 +9,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 import torch
 
 from relion_cryopares.data import read_particle_star, read_volume, write_particle_star
