@@ -191,15 +191,15 @@ def gaussian_blob_map(box: int, centres_px: np.ndarray, sigma_px: float,
 
 def random_blob_map(box: int, like: torch.Tensor, n_blobs: int = 40, seed: int = 0,
                     radius_fraction: float = 1 / 3.5) -> torch.Tensor:
-    """A "different protein": ``n_blobs`` random Gaussian blobs (sigma ``box / 20``) inside a sphere
-    of radius ``radius_fraction * box``, scaled to the density range of ``like`` (for junk particles:
-    projections of the wrong map)."""
+    """A "different protein" of the same mass: ``n_blobs`` random Gaussian blobs (sigma ``box / 20``)
+    inside a sphere of radius ``radius_fraction * box``, scaled so that its integrated density equals
+    that of the positive density of ``like`` (for junk particles: projections of the wrong map)."""
     rng = np.random.default_rng(seed)
     pts = rng.normal(size=(n_blobs, 3))
     pts *= (box * radius_fraction) * rng.uniform(0, 1, (n_blobs, 1)) ** (1 / 3) / np.linalg.norm(
         pts, axis=1, keepdims=True)
     vol = gaussian_blob_map(box, pts, sigma_px=box / 20)
-    return vol * float(like.max()) / float(vol.max())
+    return vol * float(like.clamp(min=0).sum()) / float(vol.sum())
 
 
 def with_ligand(volume: torch.Tensor, position_px: tuple[float, float, float] | None = None,
