@@ -35,11 +35,12 @@ from relion_cryopares.data import (ImageStackReader, ParticleStar, SimulationCon
                                    write_particle_star, write_volume)
 from relion_cryopares.fourier import FourierAccumulator, fsc_curve, resolution_at
 from relion_cryopares.geometry import euler_to_matrix, geodesic_distance_deg
-from relion_cryopares.jobs._halfmaps import ReconstructionGrid, insert_particles
+from relion_cryopares.jobs._halfmaps import ReconstructionGrid, finish_half_maps, insert_particles
 
 log = logging.getLogger("relion_cryopares.demo")
 
 MAP = Path(__file__).resolve().parent / "assets" / "emd_1832.map"
+MASK = "MaskCreate/job003/mask.mrc"
 PIPELINE_31 = "# version 30001\n\ndata_pipeline_general\n\n_rlnPipeLineJobCounter                       1\n\n"
 TRUE = {"rot": "rlnCryoparesSimAngleRot", "tilt": "rlnCryoparesSimAngleTilt",
         "psi": "rlnCryoparesSimAnglePsi", "x": "rlnCryoparesSimOriginXAngst",
@@ -193,16 +194,17 @@ def _errors(star: ParticleStar) -> tuple[np.ndarray, np.ndarray]:
     p = star.particles
     good = p[TRUE["junk"]].to_numpy() == 0
     est = euler_to_matrix(torch.from_numpy(star.angles_deg()[good]))
-    true = euler_to_matrix(torch.from_numpy(p.loc[good, [TRUE["rot"], TRUE["tilt"],
-                                                          TRUE["psi"]]].to_numpy(float)))
+    true = euler_to_matrix(torch.from_numpy(np.array(p.loc[good, [TRUE["rot"], TRUE["tilt"],
+                                                                   TRUE["psi"]]], dtype=np.float64)))
     ang = geodesic_distance_deg(est, true).numpy()
     shift = np.linalg.norm(star.origins_angstrom()[good]
                            - p.loc[good, [TRUE["x"], TRUE["y"]]].to_numpy(float), axis=1)
     return ang, shift
 
 
-def _true_pose_resolution(project: Path, star: ParticleStar, px: float) -> float:
-    """FSC-0.143 resolution of half maps from the same kept good particles at their true poses."""
+def _true_pose_maps(project: Path, star: ParticleStar, mask_path: Path):
+    """Half maps (:class:`HalfMapResult`) from the same kept good particles at their true poses,
+    computed as cryopares_localrefine computes its own (same grid, regularisation and mask)."""
     p = star.particles
     good = np.flatnonzero(p[TRUE["junk"]].to_numpy() == 0)
     truth = star.select(good)
@@ -218,8 +220,17 @@ def _true_pose_resolution(project: Path, star: ParticleStar, px: float) -> float
                 r = rows[i:i + 256]
                 insert_particles(acc[h], truth, r, reader, grid, None, angles_deg=angles[r],
                                  origins_angstrom=origins[r])
-    fsc = fsc_curve(acc[1].reconstruct(), acc[2].reconstruct())
-    return resolution_at(fsc, 0.143, grid.box, px)
+    mask, _ = read_volume(mask_path)
+    return finish_half_maps(acc[1], acc[2], grid, torch.from_numpy(np.array(mask, dtype=np.float32)))
+
+
+def _vs_truth(full: torch.Tensor, truth_path: Path, mask_path: Path, px: float) -> float:
+    """Resolution (Å) where the masked FSC of a full map against the true map falls below 0.5."""
+    truth, _ = read_volume(truth_path)
+    mask, _ = read_volume(mask_path)
+    m = torch.from_numpy(np.array(mask, dtype=np.float32))
+    fsc = fsc_curve(full.float().cpu(), torch.from_numpy(np.array(truth, dtype=np.float32)), m).numpy()
+    return resolution_at(fsc, 0.5, full.shape[-1], px)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,12 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     refine = run.external("cryopares_localrefine", {"in_part": f"{infer}particles.star",
                                                     "in_3dref": "Import/job001/apo_map.mrc",
-                                                    "in_mask": "MaskCreate/job003/mask.mrc"},
+                                                    "in_mask": MASK},
                           {"sym": "C1", "range": args.range, "step": args.step, "lowpass": args.lowpass})
     kept = read_particle_star(project / infer / "particles.star")
     steps.append(Step("cryopares_localrefine", refine, time.perf_counter() - t, len(kept)))
     pp_job, pp_res = run.postprocess(f"{refine}run_half1_class001_unfil.mrc",
-                                     "MaskCreate/job003/mask.mrc", px)
+                                     MASK, px)
     _report(project, steps, infer, refine, pp_job, pp_res, px, time.perf_counter() - t0)
     return 0
 
@@ -290,7 +301,12 @@ def _report(project, steps, infer, refine, pp_job, pp_res, px, total_s) -> None:
     ang1, sh1 = _errors(refined)
     ours = float([ln.split()[1] for ln in (project / refine / "run_fsc.star").read_text().splitlines()
                   if ln.startswith("_rlnFinalResolution")][0])
-    true_res = _true_pose_resolution(project, refined, px)
+    true_maps = _true_pose_maps(project, refined, project / MASK)
+    truth_map = project / "Import" / "job002" / "ligand_truth.mrc"
+    refined_map, _ = read_volume(project / refine / "run_class001.mrc")
+    ours_vs_truth = _vs_truth(torch.from_numpy(np.array(refined_map, dtype=np.float32)), truth_map,
+                              project / MASK, px)
+    true_vs_truth = _vs_truth(true_maps.full, truth_map, project / MASK, px)
     lines = [
         "", "relion-cryopares demo: results", "",
         "| quantity | value |", "|---|---|",
@@ -299,8 +315,10 @@ def _report(project, steps, infer, refine, pp_job, pp_res, px, total_s) -> None:
         f"| median angular error, network (kept good) | {np.median(ang0):.2f} deg |",
         f"| median angular error, after local refinement | {np.median(ang1):.2f} deg |",
         f"| median shift error after local refinement | {np.median(sh1):.2f} A ({np.median(sh1) / px:.2f} px) |",
-        f"| FSC 0.143, refined half maps | {ours:.2f} A |",
-        f"| FSC 0.143, same particles at true poses | {true_res:.2f} A |",
+        f"| FSC 0.143, refined half maps (masked) | {ours:.2f} A (Nyquist {2 * px:.2f} A) |",
+        f"| FSC 0.143, same particles at true poses (masked) | {true_maps.resolution_0143_angstrom:.2f} A |",
+        f"| FSC 0.5 of the map against the true ligand map: refined / true poses | {ours_vs_truth:.2f} A / "
+        f"{true_vs_truth:.2f} A |",
         f"| RELION PostProcess resolution | {'%.2f A' % pp_res if pp_res else 'n/a (RELION not installed)'} |",
     ]
     for s in steps:
