@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from relion_cryopares.ctf import CtfParameters, compute_ctf
+from relion_cryopares._configdict import config_from_dict, config_to_dict
 from relion_cryopares.errors import InputError
 from relion_cryopares.fourier import (centre_crop_or_pad_images, irfft2_centred, radial_frequency_2d,
                                       resample_images, rfft2_centred, soft_sphere_mask)
@@ -79,17 +80,11 @@ class PreprocessConfig:
         return min(0.5 * self.particle_diameter_angstrom / self.angpix_nnet, self.box_nnet / 2.0)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["sigmas_px"] = list(self.sigmas_px)
-        return d
+        return config_to_dict(self)
 
     @staticmethod
     def from_dict(d: dict) -> "PreprocessConfig":
-        known = {f.name for f in dataclasses.fields(PreprocessConfig)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"unknown preprocessing configuration keys: {unknown}")
-        return PreprocessConfig(**d)
+        return config_from_dict(PreprocessConfig, d, "preprocessing")
 
 
 def _normalise_background(images: torch.Tensor, radius_px: float) -> torch.Tensor:

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from relion_cryopares._configdict import config_from_dict, config_to_dict
 from relion_cryopares.errors import InputError
 
 
@@ -112,17 +113,11 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (tuples become lists)."""
-        d = dataclasses.asdict(self)
-        d["unet_widths"] = list(self.unet_widths)
-        return d
+        return config_to_dict(self)
 
     @staticmethod
     def from_dict(d: dict) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(ModelConfig)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"unknown model configuration keys: {unknown}")
-        return ModelConfig(**d)
+        return config_from_dict(ModelConfig, d, "model")
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")

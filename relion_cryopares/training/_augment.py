@@ -11,13 +11,13 @@ at pose ``A`` into the projection at pose ``Rz(a) @ A`` with
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from relion_cryopares._configdict import config_from_dict, config_to_dict
 from relion_cryopares.fourier import irfft2_centred, radial_frequency_2d, rfft2_centred
 
 
@@ -42,16 +42,14 @@ class AugmentConfig:
     erase_area: tuple[float, float] = (0.02, 0.1)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["erase_area"] = list(self.erase_area)
-        return d
+        return config_to_dict(self)
 
     @staticmethod
     def from_dict(d: dict) -> "AugmentConfig":
         d = dict(d)
         if "erase_area" in d:
             d["erase_area"] = tuple(d["erase_area"])
-        return AugmentConfig(**d)
+        return config_from_dict(AugmentConfig, d, "augmentation")
 
 
 def inplane_rotation(angle_deg: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from relion_cryopares._configdict import config_from_dict, config_to_dict
 from relion_cryopares.errors import InputError
 
 from ._augment import AugmentConfig
@@ -84,17 +85,11 @@ class TrainingConfig:
         return dataclasses.replace(_PRESETS[name], **overrides)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["augment"] = self.augment.to_dict()
-        return d
+        return config_to_dict(self)
 
     @staticmethod
     def from_dict(d: dict) -> "TrainingConfig":
-        known = {f.name for f in dataclasses.fields(TrainingConfig)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"unknown training configuration keys: {unknown}")
-        return TrainingConfig(**d)
+        return config_from_dict(TrainingConfig, d, "training")
 
 
 _PRESETS = {
