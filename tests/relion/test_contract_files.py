@@ -12,10 +12,10 @@ from relion_cryopares.relion import (EXIT_ABORTED, EXIT_FAILURE, EXIT_SUCCESS, O
                                      atomic_write, detect_pipeline_version, existing_exit_files, format_output_nodes,
                                      read_is_continue, read_job_options, write_bytes_atomic, write_text_atomic)
 from relion_cryopares.relion._exitfiles import clear_exit_files, write_exit_file
+from tests.conftest import shared_data_dir
 
-_REPO = Path(__file__).resolve().parents[2]
-JOBSTARS = next((d / "data" / "star_formats" / "ccpem_pipeliner_jobstars" for d in (_REPO.parent / "shared",
-                 _REPO / "shared") if d.is_dir()), Path("/nonexistent"))
+_SHARED = shared_data_dir()
+JOBSTARS = (_SHARED or Path("/nonexistent")) / "star_formats" / "ccpem_pipeliner_jobstars"
 EXTERNAL_JOBSTAR = JOBSTARS / "default_relion_external_job.star"
 
 # --- atomic writes -------------------------------------------------------------------------------
