@@ -4,7 +4,8 @@
 tensors with units in their names.
 """
 
-from relion_cryopares.data._star import OpticsGroup, ParticleStar, read_particle_star, write_particle_star
+from relion_cryopares.data._star import OpticsGroup, ParticleStar
+from relion_cryopares.data._star_io import read_particle_star, write_particle_star
 from relion_cryopares.data._stacks import ImageStackReader, parse_image_name, stack_shape, write_stack
 from relion_cryopares.data._volumes import read_volume, write_volume
 from relion_cryopares.data._halfsets import assign_random_subsets, ensure_random_subsets
