@@ -18,7 +18,7 @@ import torch
 from relion_cryopares.ctf import compute_ctf
 from relion_cryopares.data import ImageStackReader, ParticleStar, write_volume
 from relion_cryopares.fourier import (FourierAccumulator, centre_crop_or_pad_images, fsc_curve,
-                                      fsc_to_ssnr, resample_images, resolution_at)
+                                      fsc_to_ssnr, masked_fsc_corrected, resample_images, resolution_at)
 from relion_cryopares.geometry import euler_to_matrix
 
 log = logging.getLogger(__name__)
@@ -102,16 +102,18 @@ def finish_half_maps(acc1: FourierAccumulator, acc2: FourierAccumulator,
                      grid: ReconstructionGrid, mask: torch.Tensor | None = None
                      ) -> HalfMapResult:
     """Half maps (each Wiener-regularised with its own SSNR from the half-map FSC), the full map
-    from both halves, and the FSC of the half maps (masked when ``mask`` is given)."""
+    from both halves, and the FSC of the half maps (when ``mask`` is given: masked and corrected for
+    the mask by phase randomisation, :func:`~relion_cryopares.fourier.masked_fsc_corrected`)."""
     plain1, plain2 = acc1.reconstruct(), acc2.reconstruct()
-    fsc_plain = fsc_curve(plain1, plain2, mask)
+    fsc_plain = fsc_curve(plain1, plain2) if mask is None else masked_fsc_corrected(plain1, plain2, mask)
     half1 = acc1.reconstruct(ssnr=fsc_to_ssnr(fsc_plain, full_map=False))
     half2 = acc2.reconstruct(ssnr=fsc_to_ssnr(fsc_plain, full_map=False))
     both = FourierAccumulator(acc1.box, acc1.padded_size // acc1.box, acc1.device)
     both += acc1
     both += acc2
     full = both.reconstruct(ssnr=fsc_to_ssnr(fsc_plain, full_map=True))
-    fsc = fsc_curve(half1, half2, mask).cpu().numpy()
+    fsc = (fsc_curve(half1, half2) if mask is None
+           else masked_fsc_corrected(half1, half2, mask)).cpu().numpy()
     return HalfMapResult(half1, half2, full, fsc,
                          resolution_at(fsc, 0.143, grid.box, grid.pixel_size_angstrom),
                          resolution_at(fsc, 0.5, grid.box, grid.pixel_size_angstrom),
