@@ -242,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n_known_junk", type=int, default=400,
                     help="known junk particles of the apo dataset given to training (0: none)")
     ap.add_argument("--epochs", type=int, default=30, help="training epochs per half model")
+    ap.add_argument("--top_k", type=int, default=5,
+                    help="network poses per particle; local refinement searches around each (1: only the best)")
     ap.add_argument("--range", type=float, default=6.0, help="local refinement range (deg)")
     ap.add_argument("--step", type=float, default=2.0, help="local refinement step (deg)")
     ap.add_argument("--lowpass", type=float, default=20.0,
@@ -275,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t = time.perf_counter()
     infer = run.external("cryopares_infer", {"in_part": "Import/job002/particles.star"},
-                         {"model": train, "sym": "C1"})
+                         {"model": train, "sym": "C1", "top_k": args.top_k})
     steps.append(Step("cryopares_infer", infer, time.perf_counter() - t, n_lig))
 
     t = time.perf_counter()
@@ -314,6 +316,8 @@ def _report(project, steps, infer, refine, pp_job, pp_res, px, total_s) -> None:
         f"| junk rejected by pruning | {int((rj == 1).sum())} / {int((kj == 1).sum() + (rj == 1).sum())} |",
         f"| median angular error, network (kept good) | {np.median(ang0):.2f} deg |",
         f"| median angular error, after local refinement | {np.median(ang1):.2f} deg |",
+        f"| kept good particles > 20 deg off: network / after local refinement | {np.mean(ang0 > 20):.1%} / "
+        f"{np.mean(ang1 > 20):.1%} |",
         f"| median shift error after local refinement | {np.median(sh1):.2f} A ({np.median(sh1) / px:.2f} px) |",
         f"| FSC 0.143, refined half maps (masked) | {ours:.2f} A (Nyquist {2 * px:.2f} A) |",
         f"| FSC 0.143, same particles at true poses (masked) | {true_maps.resolution_0143_angstrom:.2f} A |",

@@ -26,6 +26,11 @@ STAR_COMMENT = ("# cryopares_infer: rlnAngleRot/Tilt/Psi predicted by the networ
                 "are the input's (the network does not estimate shifts)\n")
 
 
+def top_k_columns(k: int) -> tuple[str, str, str]:
+    """The Euler-angle columns of the network's ``k``-th pose (k >= 2)."""
+    return tuple(f"rlnCryoparesTop{k}Angle{a}" for a in ("Rot", "Tilt", "Psi"))
+
+
 def result_columns(results: dict[str, np.ndarray], index: np.ndarray, top_k: int) -> dict[str, np.ndarray]:
     """STAR columns from ``results`` rows ``index`` (one per particle)."""
     ang = results["angles_deg"][index]
@@ -35,9 +40,7 @@ def result_columns(results: dict[str, np.ndarray], index: np.ndarray, top_k: int
             "rlnCryoparesZscore": results["zscore"][index].astype(np.float64)}
     for k in range(2, top_k + 1):
         a = results["topk_angles_deg"][index, k - 2]
-        cols[f"rlnCryoparesTop{k}AngleRot"] = a[:, 0]
-        cols[f"rlnCryoparesTop{k}AngleTilt"] = a[:, 1]
-        cols[f"rlnCryoparesTop{k}AnglePsi"] = a[:, 2]
+        cols.update(zip(top_k_columns(k), (a[:, 0], a[:, 1], a[:, 2])))
         cols[f"rlnCryoparesTop{k}Probability"] = results["topk_probs"][index, k - 2].astype(np.float64)
     return cols
 

@@ -4,19 +4,27 @@
 
     cryopares_localrefine --o External/job031/ --in_parts External/job030/particles.star
         --in_3dref apo_map.mrc [--in_mask mask.mrc] [--sym D2] [--range 6] [--step 2] [--lowpass 6]
-        [--shift_range 14] [--particle_diameter 180] [--batch_size N] [--device auto] [--j N]
+        [--shift_range 14] [--particle_diameter 180] [--top_k K] [--batch_size N] [--device auto] [--j N]
 
 Each particle's pose (from ``cryopares_infer``) is refined within ``--range`` degrees and its origin
 within ``--shift_range`` Å against the reference (resampled to the particles' grid, low-passed to
 ``--lowpass`` Å, masked by ``--in_mask``); see :mod:`relion_cryopares.refine` for the science. The
 particle weight ``rlnParticleFigureOfMerit`` = network probability x significance of the
-correlation peak; it weights the reconstruction. Each half set (``rlnRandomSubset``, assigned
+correlation peak; it weights the reconstruction.
+
+Several starting poses (``--top_k K``; by default all the input carries): the particle's pose and the
+network's next ``K - 1`` poses (``rlnCryoparesTop<k>Angle*``, written by ``cryopares_infer --top_k``)
+are each searched, and the pose with the best correlation is kept (``rlnCryoparesRefineStart``: 1 for
+the input pose, k for the network's k-th). A ±6° search cannot leave a wrong basin of the network's
+posterior; another of its top poses often lies in the right one (demo data, tiny model: particles more
+than 20° off after refinement 15.9 % with one start, 3.3 % with 5, 1.0 % with 10; time x K). The
+significance counts the hypotheses of all K searches. Each half set (``rlnRandomSubset``, assigned
 where missing) is refined in its own batches and reconstructed into its own half map.
 
 Outputs (RELION Refine3D names, all written atomically): ``run_data.star`` (every input column kept;
 poses, ``rlnOriginXAngst/YAngst``, ``rlnParticleFigureOfMerit``, ``rlnRandomSubset`` set, plus
-``rlnCryoparesNetworkProbability``, ``rlnCryoparesRefineScore``, ``rlnCryoparesRefineZscore``),
-``run_half1_class001_unfil.mrc``, ``run_half2_class001_unfil.mrc``, ``run_class001.mrc``,
+``rlnCryoparesNetworkProbability``, ``rlnCryoparesRefineScore``, ``rlnCryoparesRefineZscore`` and, with
+several starts, ``rlnCryoparesRefineStart``), ``run_half1_class001_unfil.mrc``, ``run_half2_class001_unfil.mrc``, ``run_class001.mrc``,
 ``run_fsc.star``, ``fsc.png``.
 
 Incremental and restartable. The progress record in the job directory:
@@ -55,6 +63,7 @@ from relion_cryopares.fourier import FourierAccumulator
 from relion_cryopares.geometry import euler_to_matrix, matrix_to_euler, symmetry_matrices
 from relion_cryopares.jobs._halfmaps import (ReconstructionGrid, finish_half_maps, insert_particles,
                                              iterate_batches, particle_images_on_grid, write_half_map_outputs)
+from relion_cryopares.jobs._starts import resolve_top_k, starting_angles
 from relion_cryopares.refine import (LocalRefiner, bytes_per_particle, choose_batch_size,
                                      keep_canonical, particle_weight, prepare_reference, search_config,
                                      to_particle_grid)
@@ -70,6 +79,9 @@ SPEC = JobSpec(
         Param("sym", "str", "C1", "point-group symmetry (RELION name: C1, D2, D7, O, I, ...)"),
         Param("range", "float", 6.0, "search radius around each pose (degrees)", minimum=0.0, maximum=30.0),
         Param("step", "float", 2.0, "rotation grid step (degrees)", minimum=0.1, maximum=15.0),
+        Param("top_k", "int", None, "starting poses per particle: the pose and the next K-1 network poses "
+              "(cryopares_infer --top_k K), the best match kept; default: all the input carries",
+              minimum=1, maximum=10),
         Param("lowpass", "float", 6.0, "low-pass filter of the reference (Å)", minimum=0.0),
         Param("shift_range", "float", None, "largest origin change (Å); default 20% of the particle radius",
               minimum=0.0),
@@ -93,6 +105,8 @@ CHUNK_PARTICLES = 1000
 #: Save the Fourier sums at most this often (s) while running; always at the end.
 SAVE_INTERVAL_S = 300.0
 NETWORK_PROBABILITY = "rlnCryoparesNetworkProbability"
+#: With ``--top_k`` > 1: which starting pose (1 = the input pose, k = the network's k-th) was kept.
+START_COLUMN = "rlnCryoparesRefineStart"
 
 
 # ------------------------------------------------------------------------------------------ setup
@@ -105,6 +119,7 @@ class _Setup:
     settings: dict
     device: torch.device
     batch_size: int
+    top_k: int = 1
 
 
 def _device(name: str) -> torch.device:
@@ -138,7 +153,7 @@ def _read_map(path: Path, what: str, fallback_pixel: float, log_: logging.Logger
     return torch.from_numpy(np.array(volume, dtype=np.float32)), float(pixel)
 
 
-def _setup(ctx: JobContext, star: ParticleStar) -> _Setup:
+def _setup(ctx: JobContext, star: ParticleStar, top_k: int) -> _Setup:
     p = ctx.params
     grid = ReconstructionGrid.of(star)
     box, px = grid.box, grid.pixel_size_angstrom
@@ -160,20 +175,22 @@ def _setup(ctx: JobContext, star: ParticleStar) -> _Setup:
     per_particle = bytes_per_particle(len(refiner.grid), refiner.coarse_count, len(refiner.band),
                                       len(refiner.window), box)
     batch = p["batch_size"] or choose_batch_size(per_particle, device)
-    ctx.log.info("grid: box %d, %.4f Å/px; search ±%g° step %g° (%d rotations), shifts ≤ %.2f Å "
-                 "(%d positions); reference low-pass %g Å (Fourier shells %d, coarse %d); %s, batch %d "
-                 "(~%.1f MiB per particle)", box, px, config.range_deg, config.step_deg, len(refiner.grid),
-                 shift_a, refiner.window.n_allowed, p["lowpass"], config.max_shell, config.coarse_shell, device, batch,
-                 per_particle / 2 ** 20)
+    ctx.log.info("grid: box %d, %.4f Å/px; search ±%g° step %g° (%d rotations) around %d starting pose(s), "
+                 "shifts ≤ %.2f Å (%d positions); reference low-pass %g Å (Fourier shells %d, coarse %d); %s, "
+                 "batch %d (~%.1f MiB per particle)", box, px, config.range_deg, config.step_deg, len(refiner.grid),
+                 top_k, shift_a, refiner.window.n_allowed, p["lowpass"], config.max_shell, config.coarse_shell,
+                 device, batch, per_particle / 2 ** 20)
     settings = {"algorithm": ALGORITHM_VERSION, "sym": p["sym"].upper(), "range_deg": p["range"],
                 "step_deg": p["step"], "lowpass_angstrom": p["lowpass"], "shift_range_angstrom": round(shift_a, 6),
                 "particle_diameter_angstrom": round(diameter, 6), "box": box,
                 "pixel_size_angstrom": round(px, 6), "reference_sha256": _sha256(ref_path),
                 "mask_sha256": _sha256(mask_path)}
+    if top_k > 1:  # absent for one start, so that records of earlier versions stay valid
+        settings["top_k"] = top_k
     sym = symmetry if symmetry.shape[0] > 1 else None
     if mask_on_grid is not None:
         mask_on_grid = mask_on_grid.to(device)  # the half maps live on the device too
-    return _Setup(grid, refiner, sym, mask_on_grid, settings, device, batch)
+    return _Setup(grid, refiner, sym, mask_on_grid, settings, device, batch, top_k)
 
 
 # ------------------------------------------------------------------------------------------ record
@@ -273,9 +290,11 @@ def _refine_rows(setup: _Setup, star: ParticleStar, rows: np.ndarray, reader: Im
     """Refined columns for ``rows`` of ``star`` (a DataFrame indexed like ``rows``); ``ctf`` of the rows."""
     grid, refiner = setup.grid, setup.refiner
     images = particle_images_on_grid(star, rows, reader, grid)
-    start = euler_to_matrix(torch.from_numpy(star.angles_deg()[rows]))
+    starts = euler_to_matrix(torch.from_numpy(starting_angles(star, rows, setup.top_k)))  # (b, K, 3, 3)
     origins_px = torch.from_numpy(star.origins_angstrom()[rows] / grid.pixel_size_angstrom)
-    result = refiner.refine(images, start.to(torch.float32), origins_px.to(torch.float32), ctf)
+    result = refiner.refine(images, starts.to(torch.float32), origins_px.to(torch.float32), ctf)
+    candidate = result.candidate.detach().cpu()
+    start = starts[torch.arange(len(rows)), candidate]
     poses = result.poses.detach().cpu().to(torch.float64)
     poses = keep_canonical(start, poses, setup.symmetry)  # canonical mate only where the input was
     angles = matrix_to_euler(poses).numpy()
@@ -288,7 +307,8 @@ def _refine_rows(setup: _Setup, star: ParticleStar, rows: np.ndarray, reader: Im
         "rlnOriginXAngst": origins[:, 0], "rlnOriginYAngst": origins[:, 1],
         "rlnParticleFigureOfMerit": weight, NETWORK_PROBABILITY: prob,
         "rlnCryoparesRefineScore": result.score.detach().cpu().numpy().astype(np.float64),
-        "rlnCryoparesRefineZscore": result.zscore.detach().cpu().numpy().astype(np.float64)}, index=rows)
+        "rlnCryoparesRefineZscore": result.zscore.detach().cpu().numpy().astype(np.float64),
+        **({START_COLUMN: candidate.numpy() + 1} if setup.top_k > 1 else {})}, index=rows)
 
 
 def _chunk_star(star: ParticleStar, frames: list[pd.DataFrame]) -> ParticleStar:
@@ -319,8 +339,9 @@ def _body(ctx: JobContext) -> list[OutputNode]:
     if names.duplicated().any():
         raise InputError(f"rlnImageName {names[names.duplicated()].iloc[0]} appears more than once",
                          ctx.args.in_parts)
+    top_k = resolve_top_k(star, ctx.params["top_k"], ctx.args.in_parts)
     star = ensure_random_subsets(star)
-    setup = _setup(ctx, star)
+    setup = _setup(ctx, star, top_k)
     record = _Record(ctx.output_dir)
     record.check_settings(setup.settings)
     acc1, acc2, included = record.load_sums(setup.grid.box, setup.device)

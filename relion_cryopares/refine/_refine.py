@@ -104,7 +104,8 @@ def search_config(box: int, pixel_size_angstrom: float, range_deg: float = 6.0, 
 class RefineResult:
     """Per particle: refined ``poses`` ``(b, 3, 3)``; ``origin_change_px`` ``(b, 2)`` (x, y), the new
     RELION origin is the old one plus this; ``score`` ``(b,)`` at the final pose and shift;
-    ``grid_scores`` ``(b, R)`` of the coarse search; ``zscore`` and ``significance`` ``(b,)``."""
+    ``grid_scores`` ``(b, R)`` of the coarse search (around the kept start); ``zscore`` and
+    ``significance`` ``(b,)``; ``candidate`` ``(b,)`` which starting pose was kept (0 with one start)."""
 
     poses: torch.Tensor
     origin_change_px: torch.Tensor
@@ -112,6 +113,13 @@ class RefineResult:
     grid_scores: torch.Tensor
     zscore: torch.Tensor
     significance: torch.Tensor
+    candidate: torch.Tensor | None = None
+
+
+def _fields(result: RefineResult) -> tuple[torch.Tensor, ...]:
+    """The per-particle tensors of ``result`` that a better candidate replaces."""
+    return (result.poses, result.origin_change_px, result.score, result.grid_scores, result.zscore,
+            result.significance)
 
 
 class LocalRefiner:
@@ -147,11 +155,17 @@ class LocalRefiner:
         Parameters
         ----------
         images: ``(b, n, n)`` particle images (the reference's box and pixel size).
-        poses: ``(b, 3, 3)`` starting pose matrices (RELION's A).
+        poses: ``(b, 3, 3)`` starting pose matrices (RELION's A), or ``(b, K, 3, 3)``: ``K``
+            starting poses per particle (e.g. the network's top-K). Each start is searched within
+            ``range_deg`` and the result with the highest final score is kept
+            (:attr:`RefineResult.candidate` says which); the significance then counts ``K`` times
+            the hypotheses.
         origins_px: ``(b, 2)`` starting RELION origins (x, y) in pixels.
         ctf: ``(b, n, n//2+1)`` CTF in the centred rfft layout (phase-flipped data: ``|CTF|``).
         """
-        a = poses.to(self.device, torch.float32)
+        starts = poses.to(self.device, torch.float32)
+        if starts.dim() == 3:
+            starts = starts[:, None]
         f = rfft2_centred(images.to(self.device, torch.float32))
         f = shift_rfft2(f, origins_px.to(self.device, torch.float32), self.size)  # centre: +origin
         if self.mask is not None:
@@ -159,6 +173,21 @@ class LocalRefiner:
         w = whitening_weights(f, self.band.min_shell, self.band.max_shell)
         bank = build_bank(self.band, self.phases, f, ctf.to(self.device), w)
 
+        best: RefineResult | None = None
+        for k in range(starts.shape[1]):
+            result = self._search(bank, starts[:, k])
+            if best is None:
+                best = result
+                continue
+            better = result.score > best.score
+            best = RefineResult(*(torch.where(better.view(-1, *([1] * (new.dim() - 1))), new, old)
+                                  for new, old in zip(_fields(result), _fields(best))),
+                                candidate=torch.where(better, k, best.candidate))
+        best.significance = peak_significance(best.zscore, self.n_hypotheses * starts.shape[1])
+        return best
+
+    def _search(self, bank, a: torch.Tensor) -> RefineResult:
+        """The search around one starting pose per particle, ``a`` ``(b, 3, 3)``."""
         candidates = self.grid_matrices[None] @ a[:, None]  # (b, R, 3, 3): Q @ A
         re, im = self.slicer(candidates, self.coarse_count)
         grid_scores, _ = best_shift(score_shifts(bank, re, im), self.window)
@@ -169,8 +198,8 @@ class LocalRefiner:
         re, im = self.slicer(final[:, None])
         score, d = best_shift(score_shifts(bank, re, im), self.window, subpixel=self.window.radius_px >= 0.5)
         z = null_zscore(self.band, bank, re[:, 0], im[:, 0], score[:, 0], self.window.radius_px)
-        return RefineResult(final, -d[:, 0], score[:, 0], grid_scores, z,
-                            peak_significance(z, self.n_hypotheses))
+        return RefineResult(final, -d[:, 0], score[:, 0], grid_scores, z, z.new_zeros(z.shape),
+                            candidate=torch.zeros(z.shape, dtype=torch.long, device=z.device))
 
     def _fine(self, bank, a, grid_scores, best) -> torch.Tensor:
         mode, step = self.config.fine, self.config.step_deg

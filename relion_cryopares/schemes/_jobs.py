@@ -77,7 +77,7 @@ _FALLBACK_SPECS = {
     "cryopares_localrefine": JobSpec("cryopares_localrefine", inputs=(
         Input("in_parts", True), Input("in_3dref", True), Input("in_mask")), params=(
         Param("sym", "str", "C1"), Param("range", "float", 6.0), Param("step", "float", 2.0),
-        Param("lowpass", "float", 6.0), Param("shift_range", "float"))),
+        Param("lowpass", "float", 6.0), Param("shift_range", "float"), Param("top_k", "int"))),
 }
 
 

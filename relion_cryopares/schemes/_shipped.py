@@ -127,13 +127,16 @@ def screen_scheme(name: str = "cryopares_screen") -> Scheme:
         Variable("ref_map", "string", "Refine3D/job010/run_class001.mrc",
                  "reference map for local refinement (the apo map)", True),
         Variable("zscore_thr", "string", "auto", "pruning threshold: auto or a robust z-score", True),
+        Variable("top_k", "string", "5", "network poses per particle; local refinement searches around each",
+                 True),
         Variable("refine_range", "float", 6.0, "local refinement: angular range (degrees)", True),
         Variable("refine_step", "float", 2.0, "local refinement: angular step (degrees)", True),
         Variable("lowpass", "float", 6.0, "local refinement: reference low-pass (A)", True),
     ])
     infer = external_job(
         "infer", "cryopares_infer", mode="continue", inputs={"in_part": "$$particles"},
-        params={"model": "$$model", "sym": "$$sym", "zscore_thr": "$$zscore_thr"}, threads="$$threads",
+        params={"model": "$$model", "sym": "$$sym", "zscore_thr": "$$zscore_thr", "top_k": "$$top_k"},
+        threads="$$threads",
         outputs={"particles.star": "particles", "rejected.star": "particles"},
         help="cryopares_infer: poses and pruning of the new particles")
     localrefine = external_job(

@@ -23,6 +23,7 @@ from relion_cryopares.geometry import (canonical_symmetry_mate, euler_to_matrix,
                                        matrix_to_euler, symmetry_matrices)
 from relion_cryopares.jobs import localrefine
 from relion_cryopares.jobs._halfmaps import ReconstructionGrid, finish_half_maps, insert_particles
+from relion_cryopares.refine import rotation_vector_to_matrix
 from relion_cryopares.relion import ABORT_NOW
 from tests.refine._simulated import simulate
 from tests.relion_project import make_project
@@ -215,6 +216,50 @@ def test_abort_and_crash_lose_no_finished_work(subsets, monkeypatch):
     names = _names_in_records(job)
     assert len(names) == 80 and len(set(names)) == 80
     _assert_same_maps(job, root / "External" / "job010")
+
+
+def _turned(star, rows: np.ndarray, angle_deg: float, seed: int) -> np.ndarray:
+    """Euler angles of the true poses of ``rows`` turned by exactly ``angle_deg`` about random axes."""
+    axis = np.random.default_rng(seed).standard_normal((len(rows), 3))
+    axis *= angle_deg / np.linalg.norm(axis, axis=1, keepdims=True)
+    true = euler_to_matrix(torch.from_numpy(star.angles_deg()[rows]))
+    return matrix_to_euler(rotation_vector_to_matrix(torch.from_numpy(axis)) @ true).numpy()
+
+
+def test_several_starting_poses_leave_a_wrong_basin(project, capsys):
+    """The input pose 40° off (a wrong basin of the network), its 2nd pose within 5° of the truth (the
+    other tests' start), its 3rd 60° off: one start stays in the wrong basin; the default (every
+    network pose the input carries) keeps the 2nd and refines it as well as a single right start."""
+    root, sim = project
+    rows = np.arange(40)
+    first, third = _turned(sim.star, rows, 40.0, 1), _turned(sim.star, rows, 60.0, 2)
+    second = sim.start.angles_deg()[rows]
+    columns = {}
+    for k, angles in ((2, second), (3, third)):
+        for i, axis in enumerate(("Rot", "Tilt", "Psi")):
+            columns[f"rlnCryoparesTop{k}Angle{axis}"] = angles[:, i]
+            columns[f"rlnAngle{axis}"] = first[:, i]
+    write_particle_star(root / "ptop.star", sim.start.select(rows).with_columns(**columns))
+
+    assert _run(root, "job030", "ptop.star", "map.mrc", "--top_k", "1") == 0
+    one, _ = _errors(read_particle_star(root / "External" / "job030" / "run_data.star"), sim.star)
+    assert _run(root, "job031", "ptop.star", "map.mrc") == 0
+    job = root / "External" / "job031"
+    out = read_particle_star(job / "run_data.star")
+    ang, shift = _errors(out, sim.star)
+    kept = out.particles[localrefine.START_COLUMN].to_numpy()
+    with capsys.disabled():
+        print(f"40° starts: one start {one.median():.1f}°, three starts {ang.median():.2f}° "
+              f"(kept start {np.bincount(kept)})")
+    assert one.median() > 30.0
+    assert ang.median() <= 1.5 and np.median(shift) <= 0.5
+    assert (kept == 2).mean() >= 0.9
+    assert "around 3 starting pose(s)" in (job / "cryopares.log").read_text()
+
+    capsys.readouterr()
+    assert _run(root, "job032", "ptop.star", "map.mrc", "--top_k", "4") == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ERROR")]
+    assert len(err) == 1 and "rlnCryoparesTop4AngleRot" in err[0] and "ptop.star" in err[0], err
 
 
 def test_bad_inputs_fail_with_one_line(project, capsys):
