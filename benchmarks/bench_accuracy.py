@@ -164,7 +164,8 @@ def run_symmetry(sym: str, project: Path, args) -> dict:
                          {"sym": sym, "preset": "tiny", "epochs": args.epochs, "box_nnet": 32, "angpix_nnet": 2 * px,
                           "particle_diameter": DIAMETER, "junk_parts": "Train/junk.star"}, args.threads)
     t_train = time.perf_counter() - t
-    infer = run.external("cryopares_infer", {"in_part": "Extract/particles.star"}, {"model": train}, args.threads)
+    infer = run.external("cryopares_infer", {"in_part": "Extract/particles.star"},
+                         {"model": train, "top_k": args.top_k}, args.threads)
     # the kept particles in two alternating half sets for the gold-standard half maps
     kept = read_particle_star(project / infer / "particles.star")
     kept = kept.with_columns(rlnRandomSubset=(np.arange(len(kept)) % 2 + 1).astype(int))
@@ -218,6 +219,7 @@ def main(argv=None) -> None:
     ap.add_argument("--n_good", type=int, default=700, help="screened good particles (30 %% junk added)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--top_k", type=int, default=5, help="network poses per particle (local refinement starts)")
     ap.add_argument("--workdir", default=None, help="keep the projects here (default: temporary)")
     ap.add_argument("--name", default="accuracy")
     args = ap.parse_args(argv)
@@ -246,7 +248,8 @@ def main(argv=None) -> None:
         f"{args.n_train_junk} known junk, cryopares_train --preset tiny "
         f"--epochs {args.epochs} --box_nnet 32 --angpix_nnet {2 * px:.1f} --particle_diameter {DIAMETER:g}. "
         f"Screened: {args.n_good} new particles + 30 % junk (half pure noise, half {results[0]['junk_kind']}); "
-        "cryopares_infer --zscore_thr auto; cryopares_localrefine on the kept particles against the true map "
+        f"cryopares_infer --zscore_thr auto --top_k {args.top_k}; cryopares_localrefine on the kept particles "
+        f"(around each of the {args.top_k} network poses) against the true map "
         f"(--range {LOCAL_RANGE:g} --step {LOCAL_STEP:g}, mask from relion_mask_create); cryopares_reconstruct of "
         "the kept good particles at their true poses in the same half sets (localrefine's half maps also "
         "contain the kept junk). Angular errors: kept good particles, smallest over the symmetry mates "

@@ -216,10 +216,13 @@ def _angles(star: ParticleStar) -> dict:
             "over_20deg_frac": float((ang > 20).mean()), "median_shift_err_A": float(np.median(shift))}
 
 
-def _ours(run: Runner, project: Path, star: str, train: str, threads: int, lowpass: float | None = None) -> dict:
-    """cryopares_infer (nothing pruned) -> cryopares_localrefine against the apo map, timed."""
+def _ours(run: Runner, project: Path, star: str, train: str, threads: int, top_k: int,
+          lowpass: float | None = None) -> dict:
+    """cryopares_infer (nothing pruned, ``top_k`` poses) -> cryopares_localrefine (around each of them)
+    against the apo map, timed."""
     t = time.perf_counter()
-    infer = run.external("cryopares_infer", {"in_part": star}, {"model": train, "zscore_thr": "none"}, threads)
+    infer = run.external("cryopares_infer", {"in_part": star}, {"model": train, "zscore_thr": "none",
+                                                                 "top_k": top_k}, threads)
     t_infer = time.perf_counter() - t
     params = {"sym": "C1", "range": LOCAL_RANGE, "step": LOCAL_STEP, "particle_diameter": DIAMETER}
     if lowpass is not None:
@@ -267,6 +270,7 @@ def main(argv=None) -> None:
     ap.add_argument("--n_train", type=int, default=3000, help="apo training particles (both half sets)")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2, help="--j of our jobs")
+    ap.add_argument("--top_k", type=int, default=5, help="network poses per particle (local refinement starts)")
     ap.add_argument("--workdir", default=None, help="keep the project here (default: a temporary one)")
     ap.add_argument("--name", default="pipeline")
     args = ap.parse_args(argv)
@@ -292,11 +296,12 @@ def main(argv=None) -> None:
         t_train = time.perf_counter() - t
         print(f"cryopares_train: {t_train:.0f} s", flush=True)
         load.append(os.getloadavg()[0])
-        ours = _ours(run, project, "Import/job002/particles.star", train, args.threads)
-        ours20 = _ours(run, project, "Import/job002/particles.star", train, args.threads, lowpass=20.0)
+        ours = _ours(run, project, "Import/job002/particles.star", train, args.threads, args.top_k)
+        ours20 = _ours(run, project, "Import/job002/particles.star", train, args.threads, args.top_k,
+                       lowpass=20.0)
         large = None
         if args.n_large:
-            large = _ours(run, project, "Import/job002/particles_all.star", train, args.threads)
+            large = _ours(run, project, "Import/job002/particles_all.star", train, args.threads, args.top_k)
         load.append(os.getloadavg()[0])
         t_relion = run_relion(project, "Refine3D/job020/")
         print(f"relion_refine: {t_relion:.0f} s", flush=True)
@@ -356,7 +361,8 @@ def main(argv=None) -> None:
             f"~{t_relion * n_large / args.n / 60:.0f} min by linear extrapolation, beyond the ~12 minutes a "
             f"benchmark run may spend on it), {n_large} for ours alone; {args.n_train} apo particles for "
             f"training (both half sets, {args.epochs} epochs, network input 32 px at {2 * px:.1f} Å/px). "
-            f"Ours: cryopares_infer --zscore_thr none, cryopares_localrefine --range {LOCAL_RANGE:g} "
+            f"Ours: cryopares_infer --zscore_thr none --top_k {args.top_k}, cryopares_localrefine (around each of "
+            f"the {args.top_k} network poses) --range {LOCAL_RANGE:g} "
             f"--step {LOCAL_STEP:g} --particle_diameter {DIAMETER:g} against the apo map (full resolution, or "
             "--lowpass 20), with a mask of the apo map (relion_mask_create), "
             f"--j {args.threads}, run through relion_pipeliner as External jobs. RELION: `mpirun -n 3 "
@@ -366,15 +372,15 @@ def main(argv=None) -> None:
             "fsc0143_A: FSC 0.143 of the two final half maps, both programs' maps through the same FSC "
             f"(relion_cryopares.fourier.fsc_curve in a soft sphere of {DIAMETER:g} Å); own_resolution_A: each "
             "program's own number (RELION: run_model.star _rlnCurrentResolution; ours: run_fsc.star, with the "
-            "tight mask and no phase-randomisation correction); vs_truth_fsc05_A: FSC 0.5 of the final map "
+            "tight mask, corrected for it by phase randomisation); vs_truth_fsc05_A: FSC 0.5 of the final map "
             "against the true ligand map (same sphere): free of reference bias. Refining against the "
             "full-resolution apo map gives both half sets the same high-resolution reference, which biases "
             "their FSC (see README's demo note); the 20 Å row gives our local refinement what RELION starts "
             "from. loop_particles_per_s: the jobs' own processing rate without start-up and outputs (ours: "
             "infer and localrefine combined). Angular errors against the true poses (no symmetry); "
-            "over_20deg_frac: the fraction of particles more than 20° off (ours: network poses outside the local "
-            "search's reach, which localrefine cannot correct; they are down-weighted by "
-            "rlnParticleFigureOfMerit in our maps).\n\n"
+            "over_20deg_frac: the fraction of particles more than 20° off (ours: none of the network's top "
+            "poses within the local search's reach; they are down-weighted by rlnParticleFigureOfMerit in our "
+            "maps).\n\n"
             "RELION iterations (seconds since its start, from the run_itNNN_half1_model.star file times):\n\n"
             "| iteration | s | RELION current res. (Å) | gold-standard FSC 0.143 (Å) | vs truth FSC 0.5 (Å) |\n"
             f"|---|---|---|---|---|\n{iter_text}\n\n"
