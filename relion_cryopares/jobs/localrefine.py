@@ -24,8 +24,8 @@ where missing) is refined in its own batches and reconstructed into its own half
 Outputs (RELION Refine3D names, all written atomically): ``run_data.star`` (every input column kept;
 poses, ``rlnOriginXAngst/YAngst``, ``rlnParticleFigureOfMerit``, ``rlnRandomSubset`` set, plus
 ``rlnCryoparesNetworkProbability``, ``rlnCryoparesRefineScore``, ``rlnCryoparesRefineZscore`` and, with
-several starts, ``rlnCryoparesRefineStart``), ``run_half1_class001_unfil.mrc``, ``run_half2_class001_unfil.mrc``, ``run_class001.mrc``,
-``run_fsc.star``, ``fsc.png``.
+several starts, ``rlnCryoparesRefineStart``), ``run_half1_class001_unfil.mrc``,
+``run_half2_class001_unfil.mrc``, ``run_class001.mrc``, ``run_fsc.star``, ``fsc.png``.
 
 Incremental and restartable. The progress record in the job directory:
 
@@ -422,6 +422,11 @@ def _write_outputs(ctx: JobContext, setup: _Setup, record: _Record, star: Partic
     weights = done.particles["rlnParticleFigureOfMerit"].to_numpy(dtype=np.float64)
     ctx.log.info("particle weights: median %.3f, %d of %d below 0.5", float(np.median(weights)),
                  int((weights < 0.5).sum()), len(weights))
+    if START_COLUMN in done.particles.columns:
+        starts = done.particles[START_COLUMN].to_numpy(dtype=np.float64, na_value=1.0)
+        counts = np.bincount(np.nan_to_num(starts, nan=1.0).astype(int))[1:]
+        ctx.log.info("best match from the network's pose 1, 2, ...: %s particles",
+                     ", ".join(str(int(c)) for c in counts))
     return [OutputNode(ctx.path("run_data.star"), "particles", keyword="cryopares"),
             OutputNode(paths["half1"], "halfmap"), OutputNode(paths["map"], "map")]
 

@@ -254,7 +254,8 @@ def test_several_starting_poses_leave_a_wrong_basin(project, capsys):
     assert one.median() > 30.0
     assert ang.median() <= 1.5 and np.median(shift) <= 0.5
     assert (kept == 2).mean() >= 0.9
-    assert "around 3 starting pose(s)" in (job / "cryopares.log").read_text()
+    log = (job / "cryopares.log").read_text()
+    assert "around 3 starting pose(s)" in log and "best match from the network's pose 1, 2, ...:" in log
 
     capsys.readouterr()
     assert _run(root, "job032", "ptop.star", "map.mrc", "--top_k", "4") == 1
