@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -14,6 +18,23 @@ import torch
 import relion_cryopares
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@contextlib.contextmanager
+def work_directory(workdir: str | None, prefix: str) -> Iterator[Path]:
+    """A benchmark's working directory: ``workdir`` emptied and kept afterwards (``--workdir``), or a
+    temporary one (``prefix``) removed at the end."""
+    if workdir:
+        path = Path(workdir).resolve()
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        yield path
+        return
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def machine() -> dict:

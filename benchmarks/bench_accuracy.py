@@ -30,15 +30,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks._common import write_results
+from benchmarks._common import work_directory, write_results
 from benchmarks.bench_pipeline import map_numbers, sphere_mask, truth_columns
 from relion_cryopares.data import (ParticleStar, SimulationConfig, random_blob_map, read_particle_star,
                                    read_volume, simulate_junk, simulate_particles, write_particle_star,
@@ -223,22 +221,12 @@ def main(argv=None) -> None:
     ap.add_argument("--workdir", default=None, help="keep the projects here (default: temporary)")
     ap.add_argument("--name", default="accuracy")
     args = ap.parse_args(argv)
-    tmp = None
-    if args.workdir:
-        base = Path(args.workdir).resolve()
-        shutil.rmtree(base, ignore_errors=True)
-    else:
-        tmp = tempfile.mkdtemp(prefix="bench_accuracy_")
-        base = Path(tmp)
     results = []
-    try:
+    with work_directory(args.workdir, "bench_accuracy_") as base:
         for sym in args.syms:
             project = base / sym
             project.mkdir(parents=True)
             results.append(run_symmetry(sym, project, args))
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
     px = results[0]["px"]
     notes = (
         f"Simulated EMD-1832 (symmetric groups: the map averaged over RELION's operators of the group), box 64 at "

@@ -42,7 +42,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -50,7 +49,7 @@ import numpy as np
 import starfile
 import torch
 
-from benchmarks._common import write_results
+from benchmarks._common import work_directory, write_results
 from relion_cryopares.data import (ParticleStar, SimulationConfig, read_particle_star, read_volume,
                                    simulate_particles, with_ligand, write_particle_star, write_volume)
 from relion_cryopares.data._simulate import estimate_noise_sigma
@@ -274,16 +273,8 @@ def main(argv=None) -> None:
     ap.add_argument("--workdir", default=None, help="keep the project here (default: a temporary one)")
     ap.add_argument("--name", default="pipeline")
     args = ap.parse_args(argv)
-    tmp = None
-    if args.workdir:
-        project = Path(args.workdir).resolve()
-        shutil.rmtree(project, ignore_errors=True)
-    else:
-        tmp = tempfile.mkdtemp(prefix="bench_pipeline_")
-        project = Path(tmp) / "project"
-    project.mkdir(parents=True)
     load = [os.getloadavg()[0]]
-    try:
+    with work_directory(args.workdir, "bench_pipeline_") as project:
         t = time.perf_counter()
         px, truth = simulate(project, args.n_train, args.n, args.n_large)
         print(f"simulated in {time.perf_counter() - t:.0f} s", flush=True)
@@ -390,9 +381,6 @@ def main(argv=None) -> None:
             f"RELION: {', '.join(f'{x:.1f}' for x in load)} ({os.cpu_count()} cores).")
         write_results(args.name, "Whole pipeline vs RELION 3.1 auto-refine (same simulated particles, CPU)",
                       rows, notes)
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
