@@ -37,8 +37,10 @@ def starting_angles(star: ParticleStar, rows: np.ndarray, top_k: int) -> np.ndar
     k-th pose is missing searches its first pose again)."""
     first = star.angles_deg()[rows]
     out = np.repeat(first[:, None], top_k, axis=1)
-    for k in range(2, top_k + 1):
-        values = star.particles[list(top_k_columns(k))].to_numpy(dtype=np.float64, na_value=np.nan)[rows]
+    table = star.particles
+    for k in range(2, top_k + 1):  # the batch's rows only: this runs once per batch
+        values = table.iloc[rows, table.columns.get_indexer(top_k_columns(k))].to_numpy(dtype=np.float64,
+                                                                                         na_value=np.nan)
         ok = np.isfinite(values).all(axis=1)
         out[ok, k - 1] = values[ok]
     return out
