@@ -3,7 +3,7 @@
 ::
 
     cryopares_infer --o External/job030/ --in_parts Extract/job007/particles.star --model External/job020/
-                    [--sym D2] [--zscore_thr auto|none|<float>] [--top_k 1] [--reconstruct]
+                    [--sym D2] [--zscore_thr auto|none|<float>] [--top_k 5] [--reconstruct]
                     [--batch_size 64] [--num_workers -1] [--device auto|cpu|cuda] [--save_every 2048] [--j N]
 
 Each particle goes through the model of its half set (``rlnRandomSubset``, kept, or assigned from a
@@ -17,7 +17,7 @@ input's ``rlnOriginXAngst/YAngst`` are kept (run cryopares_localrefine or Refine
 ``--zscore_thr auto`` uses the threshold stored with each half model by cryopares_train (from junk
 particles when training had them, else from the validation z-scores); ``none`` keeps every particle;
 a number is used for both halves. ``--sym`` defaults to the model's symmetry and must match it.
-``--top_k K`` adds the next ``K - 1`` poses as ``rlnCryoparesTop<k>...`` columns (see
+``--top_k K`` (default 5) adds the next ``K - 1`` poses as ``rlnCryoparesTop<k>...`` columns (see
 :mod:`relion_cryopares.jobs._infer_outputs`). ``--reconstruct`` also writes gold-standard half maps
 of the kept particles (``run_half1_class001_unfil.mrc``, ... as cryopares_reconstruct).
 
@@ -66,7 +66,9 @@ SPEC = JobSpec(
         Param("model", "str", required=True, help="cryopares_train job directory (External/jobNNN/)"),
         Param("sym", "str", None, help="point-group symmetry; default and only allowed value: the model's"),
         Param("zscore_thr", "str", "auto", help="pruning threshold: auto (stored with the model), none, or a z"),
-        Param("top_k", "int", 1, minimum=1, maximum=10, help="poses per particle written (extra columns)"),
+        Param("top_k", "int", 5, minimum=1, maximum=10,
+              help="poses per particle written (extra columns): starting poses for cryopares_localrefine; "
+                   "1: only the best"),
         Param("reconstruct", "bool", False, help="also reconstruct half maps of the kept particles"),
         Param("batch_size", "int", 64, minimum=1, help="particles per network batch"),
         Param("num_workers", "int", -1, minimum=-1, help="data-loading processes (-1: --j minus 1)"),

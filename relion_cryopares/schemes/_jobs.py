@@ -73,7 +73,7 @@ _FALLBACK_SPECS = {
         Param("particle_diameter", "float"), Param("junk_parts", "str"))),
     "cryopares_infer": JobSpec("cryopares_infer", inputs=(Input("in_parts", True),), params=(
         Param("model", "str", required=True), Param("sym", "str"), Param("zscore_thr", "str", "auto"),
-        Param("top_k", "int", 1), Param("reconstruct", "bool"), Param("batch_size", "int"))),
+        Param("top_k", "int", 5), Param("reconstruct", "bool"), Param("batch_size", "int"))),
     "cryopares_localrefine": JobSpec("cryopares_localrefine", inputs=(
         Input("in_parts", True), Input("in_3dref", True), Input("in_mask")), params=(
         Param("sym", "str", "C1"), Param("range", "float", 6.0), Param("step", "float", 2.0),
