@@ -36,3 +36,13 @@ from relion_cryopares.data._datasets import (BatchIndexSampler, ParticleDataset,
 
 __all__ += ["BatchIndexSampler", "ParticleDataset", "SimulatedParticleDataset", "particle_weights",
             "pose_matrices"]
+
+from relion_cryopares.data._quality import BAD_IMAGE, bad_image_mask, image_problems
+
+__all__ += ["BAD_IMAGE", "bad_image_mask", "image_problems"]
+
+from relion_cryopares.data._extraction import (JUNK_KINDS, ExtractionConfig, detector_filters,
+                                               particle_diameter_angstrom, simulate_extraction)
+
+__all__ += ["JUNK_KINDS", "ExtractionConfig", "detector_filters", "particle_diameter_angstrom",
+            "simulate_extraction"]

@@ -21,11 +21,24 @@ than 20° off after refinement 15.9 % with one start, 3.3 % with 5, 1.0 % with 1
 significance counts the hypotheses of all K searches. Each half set (``rlnRandomSubset``, assigned
 where missing) is refined in its own batches and reconstructed into its own half map.
 
-Outputs (RELION Refine3D names, all written atomically): ``run_data.star`` (every input column kept;
+Images are masked for the search by a soft circle of ``--particle_diameter`` (default: the network
+model's, found through the ``cryopares_infer`` job that wrote the input), as RELION masks them, so
+that a neighbouring particle cannot pull the pose.
+
+Second pruning stage (:mod:`relion_cryopares.jobs._refine_selection`): a particle whose refinement
+z-score is below ``--refine_zscore_thr`` (``auto``: a mixture fit on the first refined chunk, stored
+for the job; ``none``; or a number) goes to ``rejected.star`` with ``rlnCryoparesRejectReason``
+``refinement``; a particle whose image is unusable (NaN/Inf pixels, constant) is not refined and goes
+there with ``bad_image``. Rejected particles are never refined again on a continue and never enter
+the half maps. ``run.out`` gives the counts of both stages (the network's from the input's
+``cryopares_infer_summary.json``).
+
+Outputs (RELION Refine3D names, all written atomically): ``run_data.star`` (kept particles; every input column kept;
 poses, ``rlnOriginXAngst/YAngst``, ``rlnParticleFigureOfMerit``, ``rlnRandomSubset`` set, plus
 ``rlnCryoparesNetworkProbability``, ``rlnCryoparesRefineScore``, ``rlnCryoparesRefineZscore`` and, with
 several starts, ``rlnCryoparesRefineStart``), ``run_half1_class001_unfil.mrc``,
-``run_half2_class001_unfil.mrc``, ``run_class001.mrc``, ``run_fsc.star``, ``fsc.png``.
+``run_half2_class001_unfil.mrc``, ``run_class001.mrc``, ``run_fsc.star``, ``fsc.png``,
+``rejected.star``.
 
 Incremental and restartable. The progress record in the job directory:
 
@@ -56,13 +69,16 @@ import pandas as pd
 import torch
 
 from relion_cryopares.ctf import compute_ctf
-from relion_cryopares.data import (ImageStackReader, ParticleStar, ensure_random_subsets, read_particle_star,
-                                   read_volume, write_particle_star)
+from relion_cryopares.data import (BAD_IMAGE, ImageStackReader, ParticleStar, ensure_random_subsets, image_problems,
+                                   read_particle_star, read_volume, write_particle_star)
 from relion_cryopares.errors import InputError
 from relion_cryopares.fourier import FourierAccumulator
 from relion_cryopares.geometry import euler_to_matrix, matrix_to_euler, symmetry_matrices
 from relion_cryopares.jobs._halfmaps import (ReconstructionGrid, finish_half_maps, insert_particles,
                                              iterate_batches, particle_images_on_grid, write_half_map_outputs)
+from relion_cryopares.jobs._refine_selection import (REASON_COLUMN, infer_summary, kept_mask, log_stages,
+                                                     model_particle_diameter, parse_refine_threshold, reasons,
+                                                     resolve_threshold, split_outputs)
 from relion_cryopares.jobs._starts import resolve_top_k, starting_angles
 from relion_cryopares.refine import (LocalRefiner, bytes_per_particle, choose_batch_size,
                                      keep_canonical, particle_weight, prepare_reference, search_config,
@@ -86,7 +102,12 @@ SPEC = JobSpec(
         Param("shift_range", "float", None, "largest origin change (Å); default 20% of the particle radius",
               minimum=0.0),
         Param("particle_diameter", "float", None,
-              "particle diameter (Å), sets the default shift range; default 0.8 x box x pixel size", minimum=1.0),
+              "particle diameter (Å): the soft circular mask of the images during the search and the default "
+              "shift range; default the network model's (via the cryopares_infer job of the input), else "
+              "0.8 x box x pixel size", minimum=1.0),
+        Param("refine_zscore_thr", "str", "auto",
+              "second pruning stage: particles whose refinement z-score is below it go to rejected.star; "
+              "auto (fitted on the first refined chunk and stored), none, or a z"),
         Param("batch_size", "int", None, "particles per batch; default from the available memory", minimum=1),
         Param("device", "str", "auto", "auto, cpu, cuda or cuda:N"),
     ),
@@ -96,7 +117,7 @@ SPEC = JobSpec(
 )
 
 #: Bumped when a change makes results incompatible with records of older runs.
-ALGORITHM_VERSION = 1
+ALGORITHM_VERSION = 2  # 2: images masked at the particle diameter for the search; second pruning stage
 CHUNK_DIR = "localrefine_chunks"
 STATE_FILE = "localrefine_state.json"
 ACC_PREFIX = "localrefine_acc_"
@@ -120,6 +141,8 @@ class _Setup:
     device: torch.device
     batch_size: int
     top_k: int = 1
+    threshold_choice: str | float = "auto"
+    radius_px: float | None = None
 
 
 def _device(name: str) -> torch.device:
@@ -167,30 +190,36 @@ def _setup(ctx: JobContext, star: ParticleStar, top_k: int) -> _Setup:
         mask, mask_px = _read_map(mask_path, "mask", px, ctx.log)
         mask_on_grid = to_particle_grid(mask, mask_px, box, px).clamp(0, 1)
     reference = prepare_reference(volume, vol_px, box, px, p["lowpass"], mask, mask_px)
-    config = search_config(box, px, p["range"], p["step"], p["lowpass"], p["particle_diameter"],
-                           p["shift_range"])
-    diameter = p["particle_diameter"] if p["particle_diameter"] is not None else 0.8 * box * px
+    diameter, diameter_source = p["particle_diameter"], "--particle_diameter"
+    if diameter is None:
+        diameter, diameter_source = model_particle_diameter(infer_summary(ctx.args.in_parts)), "the network model"
+    if diameter is None:
+        diameter, diameter_source = 0.8 * box * px, "0.8 x box x pixel size"
+    config = search_config(box, px, p["range"], p["step"], p["lowpass"], diameter, p["shift_range"])
     shift_a = config.shift_range_px * px
     refiner = LocalRefiner(reference, config, device)
     per_particle = bytes_per_particle(len(refiner.grid), refiner.coarse_count, len(refiner.band),
                                       len(refiner.window), box)
     batch = p["batch_size"] or choose_batch_size(per_particle, device)
     ctx.log.info("grid: box %d, %.4f Å/px; search ±%g° step %g° (%d rotations) around %d starting pose(s), "
-                 "shifts ≤ %.2f Å (%d positions); reference low-pass %g Å (Fourier shells %d, coarse %d); %s, "
-                 "batch %d (~%.1f MiB per particle)", box, px, config.range_deg, config.step_deg, len(refiner.grid),
-                 top_k, shift_a, refiner.window.n_allowed, p["lowpass"], config.max_shell, config.coarse_shell,
-                 device, batch, per_particle / 2 ** 20)
+                 "shifts ≤ %.2f Å (%d positions); reference low-pass %g Å (Fourier shells %d, coarse %d); "
+                 "images masked at %.1f Å diameter (%s); %s, batch %d (~%.1f MiB per particle)", box, px,
+                 config.range_deg, config.step_deg, len(refiner.grid), top_k, shift_a, refiner.window.n_allowed,
+                 p["lowpass"], config.max_shell, config.coarse_shell, diameter, diameter_source, device, batch,
+                 per_particle / 2 ** 20)
     settings = {"algorithm": ALGORITHM_VERSION, "sym": p["sym"].upper(), "range_deg": p["range"],
                 "step_deg": p["step"], "lowpass_angstrom": p["lowpass"], "shift_range_angstrom": round(shift_a, 6),
                 "particle_diameter_angstrom": round(diameter, 6), "box": box,
                 "pixel_size_angstrom": round(px, 6), "reference_sha256": _sha256(ref_path),
-                "mask_sha256": _sha256(mask_path)}
+                "mask_sha256": _sha256(mask_path), "image_mask": True,
+                "refine_zscore_thr": str(parse_refine_threshold(p["refine_zscore_thr"]))}
     if top_k > 1:  # absent for one start, so that records of earlier versions stay valid
         settings["top_k"] = top_k
     sym = symmetry if symmetry.shape[0] > 1 else None
     if mask_on_grid is not None:
         mask_on_grid = mask_on_grid.to(device)  # the half maps live on the device too
-    return _Setup(grid, refiner, sym, mask_on_grid, settings, device, batch, top_k)
+    return _Setup(grid, refiner, sym, mask_on_grid, settings, device, batch, top_k,
+                  parse_refine_threshold(p["refine_zscore_thr"]), 0.5 * diameter / px)
 
 
 # ------------------------------------------------------------------------------------------ record
@@ -216,6 +245,11 @@ class _Record:
             what = ", ".join(f"{k} {old.get(k)} -> {settings.get(k)}" for k in changed)
             raise InputError(f"settings differ from the previous run in this directory ({what}); "
                              "start a new job for new settings")
+
+    def set_threshold(self, threshold: dict) -> None:
+        """Store the second stage's threshold (before any chunk judged by it is written)."""
+        self.state = {**self.state, "refine_threshold": threshold}
+        write_json_atomic(self.state_path, self.state)
 
     def chunk_ids(self) -> list[int]:
         if not self.chunk_dir.is_dir():
@@ -290,6 +324,41 @@ def _refine_rows(setup: _Setup, star: ParticleStar, rows: np.ndarray, reader: Im
     """Refined columns for ``rows`` of ``star`` (a DataFrame indexed like ``rows``); ``ctf`` of the rows."""
     grid, refiner = setup.grid, setup.refiner
     images = particle_images_on_grid(star, rows, reader, grid)
+    problems = image_problems(images, setup.radius_px)
+    bad = np.array([q is not None for q in problems])
+    if bad.any():  # never refined: rejected as bad images, the rest of the batch goes on
+        for row, problem in zip(rows[bad][:5], [q for q in problems if q is not None]):
+            log.warning("particle %d (%s): %s; rejected (%s)", row + 1, star.particles["rlnImageName"].iat[row],
+                        problem, BAD_IMAGE)
+        good = _refine_rows_of(setup, star, rows[~bad], images[torch.from_numpy(~bad)], probability,
+                               ctf[torch.from_numpy(~bad).to(ctf.device)]) if (~bad).any() else None
+        return _with_bad_rows(star, rows, bad, good, probability, setup.top_k)
+    frame = _refine_rows_of(setup, star, rows, images, probability, ctf)
+    frame[REASON_COLUMN] = ""
+    return frame
+
+
+def _with_bad_rows(star: ParticleStar, rows: np.ndarray, bad: np.ndarray, good: pd.DataFrame | None,
+                   probability: np.ndarray, top_k: int) -> pd.DataFrame:
+    """The batch's frame: refined rows, and the bad images with their input pose, weight 0, z NaN."""
+    b = rows[bad]
+    angles, origins = star.angles_deg()[b], star.origins_angstrom()[b]
+    frame = pd.DataFrame({
+        "rlnAngleRot": angles[:, 0], "rlnAngleTilt": angles[:, 1], "rlnAnglePsi": angles[:, 2],
+        "rlnOriginXAngst": origins[:, 0], "rlnOriginYAngst": origins[:, 1],
+        "rlnParticleFigureOfMerit": np.zeros(len(b)), NETWORK_PROBABILITY: probability[b],
+        "rlnCryoparesRefineScore": np.full(len(b), np.nan), "rlnCryoparesRefineZscore": np.full(len(b), np.nan),
+        **({START_COLUMN: np.ones(len(b), dtype=np.int64)} if top_k > 1 else {})}, index=b)
+    frame[REASON_COLUMN] = BAD_IMAGE
+    if good is not None:
+        good[REASON_COLUMN] = ""
+        frame = pd.concat([good, frame])
+    return frame.loc[rows]
+
+
+def _refine_rows_of(setup: _Setup, star: ParticleStar, rows: np.ndarray, images: torch.Tensor,
+                    probability: np.ndarray, ctf: torch.Tensor) -> pd.DataFrame:
+    grid, refiner = setup.grid, setup.refiner
     starts = euler_to_matrix(torch.from_numpy(starting_angles(star, rows, setup.top_k)))  # (b, K, 3, 3)
     origins_px = torch.from_numpy(star.origins_angstrom()[rows] / grid.pixel_size_angstrom)
     result = refiner.refine(images, starts.to(torch.float32), origins_px.to(torch.float32), ctf)
@@ -311,14 +380,24 @@ def _refine_rows(setup: _Setup, star: ParticleStar, rows: np.ndarray, reader: Im
         **({START_COLUMN: candidate.numpy() + 1} if setup.top_k > 1 else {})}, index=rows)
 
 
-def _chunk_star(star: ParticleStar, frames: list[pd.DataFrame]) -> ParticleStar:
+def _chunk_star(record: "_Record", setup: _Setup, star: ParticleStar, frames: list[pd.DataFrame]) -> ParticleStar:
+    """The chunk's record: input rows with refined columns and each particle's reason (the stage's
+    threshold fitted on this chunk and stored when none is stored yet)."""
     refined = pd.concat(frames)
     rows = refined.index.to_numpy()
+    z = refined["rlnCryoparesRefineZscore"].to_numpy(dtype=np.float64)
+    bad = refined[REASON_COLUMN].to_numpy() == BAD_IMAGE
+    threshold, new = resolve_threshold(setup.threshold_choice, record.state, z[~bad])
+    if new:
+        record.set_threshold(threshold)
+        log.info("refinement z-score threshold %.3f (%s)", threshold["value"], threshold["source"])
+    refined[REASON_COLUMN] = reasons(z, bad, threshold["value"])
     out = star.select(rows)
     return out.with_columns(**{c: refined[c].to_numpy() for c in refined.columns})
 
 
 def _insert_chunk(setup: _Setup, accs, chunk: ParticleStar, reader: ImageStackReader) -> None:
+    chunk = chunk.select(kept_mask(chunk))  # rejected particles never enter the half maps
     subsets = chunk.random_subset()
     weights = chunk.particles["rlnParticleFigureOfMerit"].to_numpy(dtype=np.float64)
     step = 64 if setup.symmetry is None else max(4, 512 // setup.symmetry.shape[0])
@@ -388,10 +467,10 @@ def _refine_new(ctx, setup: _Setup, record: _Record, star: ParticleStar, new_row
                             progress.update(len(batch))
                             ctx.check_abort()
             except BaseException:  # abort, SIGTERM (queue limit), error: keep the finished batches
-                if frames:
-                    record.write_chunk(_chunk_star(star, frames))
+                if frames and "refine_threshold" in record.state:  # (a partial first chunk would fit it)
+                    record.write_chunk(_chunk_star(record, setup, star, frames))
                 raise
-            chunk = _chunk_star(star, frames)
+            chunk = _chunk_star(record, setup, star, frames)
             chunk_id = record.write_chunk(chunk)
             _insert_chunk(setup, accs, chunk, reader)
             included.add(chunk_id)
@@ -412,22 +491,27 @@ def _write_outputs(ctx: JobContext, setup: _Setup, record: _Record, star: Partic
         ctx.log.warning("%d refined particles are no longer in the input STAR file; they stay in the "
                         "outputs (start a new job to drop them)", extra)
     done = done.select(np.argsort(position, kind="stable"))
-    write_particle_star(ctx.path("run_data.star"), done)
+    kept, rejected = split_outputs(done)
+    write_particle_star(ctx.path("run_data.star"), kept)
+    write_particle_star(ctx.path("rejected.star"), rejected)
+    log_stages(ctx.log, infer_summary(ctx.args.in_parts), done, record.state.get("refine_threshold"))
     if min(acc1.n_particles, acc2.n_particles) <= 0:
         ctx.log.warning("a half set has no particles yet; its half map is empty")
     result = finish_half_maps(acc1, acc2, setup.grid, setup.mask)
     paths = write_half_map_outputs(ctx.output_dir, result, setup.grid)
     ctx.log.info("half maps: %.0f + %.0f weighted particles; FSC 0.143 at %.2f Å, 0.5 at %.2f Å",
                  *result.n_particles, result.resolution_0143_angstrom, result.resolution_05_angstrom)
-    weights = done.particles["rlnParticleFigureOfMerit"].to_numpy(dtype=np.float64)
-    ctx.log.info("particle weights: median %.3f, %d of %d below 0.5", float(np.median(weights)),
-                 int((weights < 0.5).sum()), len(weights))
-    if START_COLUMN in done.particles.columns:
-        starts = done.particles[START_COLUMN].to_numpy(dtype=np.float64, na_value=1.0)
+    weights = kept.particles["rlnParticleFigureOfMerit"].to_numpy(dtype=np.float64)
+    if len(weights):
+        ctx.log.info("particle weights: median %.3f, %d of %d below 0.5", float(np.median(weights)),
+                     int((weights < 0.5).sum()), len(weights))
+    if START_COLUMN in kept.particles.columns:
+        starts = kept.particles[START_COLUMN].to_numpy(dtype=np.float64, na_value=1.0)
         counts = np.bincount(np.nan_to_num(starts, nan=1.0).astype(int))[1:]
         ctx.log.info("best match from the network's pose 1, 2, ...: %s particles",
                      ", ".join(str(int(c)) for c in counts))
     return [OutputNode(ctx.path("run_data.star"), "particles", keyword="cryopares"),
+            OutputNode(ctx.path("rejected.star"), "particles", keyword="cryopares.rejected"),
             OutputNode(paths["half1"], "halfmap"), OutputNode(paths["map"], "map")]
 
 

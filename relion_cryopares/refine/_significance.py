@@ -11,8 +11,9 @@ empirical null, measured per particle on the final pose's full correlation map, 
 
 close to 1 for a real peak and close to 0 for the maximum of pure noise (simulations, box 64,
 SNR 0.1: particles z 10-20, significance 1.000; pure-noise images z ~2.6, 2 % above 0.5). The null
-needs a stationary correlation map: images are therefore not masked before matching (a circular
-mask made 34 % of noise images "significant"). The scores of the rotation
+needs a stationary correlation map: the z-score is therefore measured on the unmasked image even
+where the search masks it (a circular mask made 34 % of noise images "significant"); its peak is
+then the highest score of the unmasked map within the shift range. The scores of the rotation
 grid itself are no reference: for a real particle they form one smooth bump over the ±range ball,
 whose ``(max - mean) / std`` is about 2 whatever the SNR (simulations: 1.9 for particles at SNR 0.1
 and 2.3 for pure noise), so ``Phi(z) ** N`` over the grid alone cannot tell particles from junk.
@@ -40,10 +41,11 @@ def correlation_map(band, bank, proj_re: torch.Tensor, proj_im: torch.Tensor) ->
     return irfft2_centred(band.dense(cross), n) * (n * n) / norm[:, None, None]
 
 
-def null_zscore(band, bank, proj_re: torch.Tensor, proj_im: torch.Tensor, peak: torch.Tensor,
+def null_zscore(band, bank, proj_re: torch.Tensor, proj_im: torch.Tensor, peak: torch.Tensor | None,
                 radius_px: float, min_pixels: int = 64) -> torch.Tensor:
     """``(b,)`` ``(peak - mean) / std`` with mean and std of the correlation map of one pose per
     particle (projections ``(b, m)``) over the shifts farther than ``radius_px + 3`` from the centre.
+    ``peak`` None: the map's maximum over the shifts within ``radius_px + 0.5``.
 
     Where fewer than ``min_pixels`` shifts are that far, the analytic null is used (mean 0 and std
     ``1 / sqrt(number of real Fourier coefficients)``, exact for whitened noise)."""
@@ -51,7 +53,10 @@ def null_zscore(band, bank, proj_re: torch.Tensor, proj_im: torch.Tensor, peak: 
     cc = correlation_map(band, bank, proj_re, proj_im)
     c = n // 2
     r = torch.arange(n, device=cc.device) - c
-    far = (r[:, None] ** 2 + r[None, :] ** 2) > (radius_px + 3.0) ** 2
+    d2 = r[:, None] ** 2 + r[None, :] ** 2
+    far = d2 > (radius_px + 3.0) ** 2
+    if peak is None:
+        peak = cc[:, d2 <= (radius_px + 0.5) ** 2].amax(-1)
     if int(far.sum()) >= min_pixels:
         vals = cc[:, far]
         mean, std = vals.mean(-1), vals.std(-1)

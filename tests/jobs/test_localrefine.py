@@ -155,14 +155,14 @@ def subsets(project):
     root, sim = project
     write_particle_star(root / "p60.star", sim.start.select(np.arange(48)))
     write_particle_star(root / "p100.star", sim.start.select(np.arange(80)))
-    assert _run(root, "job010", "p100.star", "map.mrc", "--range", "4") == 0
+    assert _run(root, "job010", "p100.star", "map.mrc", "--range", "4", "--refine_zscore_thr", "3") == 0
     return root
 
 
 def test_continue_refines_only_new_particles_and_equals_a_scratch_run(subsets):
     root = subsets
-    assert _run(root, "job011", "p60.star", "map.mrc", "--range", "4") == 0
-    assert _run(root, "job011", "p100.star", "map.mrc", "--range", "4") == 0
+    assert _run(root, "job011", "p60.star", "map.mrc", "--range", "4", "--refine_zscore_thr", "3") == 0
+    assert _run(root, "job011", "p100.star", "map.mrc", "--range", "4", "--refine_zscore_thr", "3") == 0
     job = root / "External" / "job011"
     names = _names_in_records(job)
     assert len(names) == 80 and len(set(names)) == 80  # each particle refined exactly once
@@ -173,7 +173,7 @@ def test_continue_refines_only_new_particles_and_equals_a_scratch_run(subsets):
     assert a.image_names() == b.image_names()
     assert np.allclose(a.angles_deg(), b.angles_deg(), atol=1e-4)
     # a third run with nothing new changes nothing
-    assert _run(root, "job011", "p100.star", "map.mrc", "--range", "4") == 0
+    assert _run(root, "job011", "p100.star", "map.mrc", "--range", "4", "--refine_zscore_thr", "3") == 0
     assert len(_names_in_records(job)) == 80
     _assert_same_maps(job, root / "External" / "job010")
 
@@ -193,7 +193,7 @@ def test_abort_and_crash_lose_no_finished_work(subsets, monkeypatch):
         return refine_rows(*args, **kwargs)
 
     monkeypatch.setattr(localrefine, "_refine_rows", refine_then_abort)
-    args = ("p100.star", "map.mrc", "--range", "4", "--batch_size", "2")
+    args = ("p100.star", "map.mrc", "--range", "4", "--batch_size", "2", "--refine_zscore_thr", "3")
     assert _run(root, "job012", *args) == 2
     assert (job / "RELION_JOB_EXIT_ABORTED").exists()
     done = _names_in_records(job)
