@@ -3,7 +3,7 @@
 ::
 
     cryopares_train --o External/job020/ --in_parts Refine3D/job010/run_data.star [--in_3dref apo.mrc]
-                    --sym D2 [--preset tiny|paper] [--epochs N] [--box_nnet PX] [--angpix_nnet 1.5]
+                    --sym D2 [--preset auto|tiny|paper] [--epochs N] [--box_nnet PX] [--angpix_nnet 1.5]
                     [--particle_diameter ANG] [--junk_parts Select/job005/rejected.star]
                     [--init_model DIR] [--batch_size 32] [--num_workers N] [--j N]
 
@@ -21,8 +21,16 @@ threshold. Outputs: the model directory (``cryopares_model.json``, ``half1/``,
 epoch in ``run.out``, and half maps of each half set's training particles at their RELION poses
 (``run_half1_class001_unfil.mrc`` etc.: the default reference for local refinement).
 
+``--preset auto`` (the default) trains the paper's network when the training device is a CUDA GPU
+and the tiny one otherwise, with a warning in ``run.out`` (on a CPU an epoch of the paper network
+takes hours); ``--preset paper`` forces it. The preset used is logged and written, with the other
+resolved settings, under ``"resolved"`` in ``cryopares_config.json``. Within each epoch ``run.out``
+gets a progress line about every 30 s (batches, particles/s, ETA of the epoch and an upper bound on
+that of the whole training).
+
 A continue (or a re-run after a crash) resumes each half from its last checkpoint
-(``half<k>/train/checkpoint.pt``) and skips halves already finished.
+(``half<k>/train/checkpoint.pt``) and skips halves already finished; with ``--preset auto`` it keeps
+the preset of the run it resumes.
 """
 
 from __future__ import annotations
@@ -49,7 +57,8 @@ from relion_cryopares.jobs._halfmaps import (ReconstructionGrid, finish_half_map
 from relion_cryopares.jobs._modeldir import TRAINING_FILE, half_dir, load_model_dir, save_half_model
 from relion_cryopares.model import ModelConfig, PoseModel, state_dict_bytes
 from relion_cryopares.pruning import DirectionalNormaliser, auroc, threshold_from_junk, threshold_from_validation
-from relion_cryopares.relion import Input, JobContext, JobSpec, OutputNode, Param, read_json, run_job
+from relion_cryopares.relion import (CONFIG_FILE, Input, JobContext, JobSpec, OutputNode, Param, read_json, run_job,
+                                     write_json_atomic)
 from relion_cryopares.training import (HalfTrainer, TrainingConfig, evaluate, maybe_in_memory, split_half,
                                        split_junk, write_learning_curves)
 
@@ -60,8 +69,9 @@ SPEC = JobSpec(
             Input("in_3dref", help="map for pre-training on simulated particles (optional)")),
     params=(
         Param("sym", "str", "C1", help="point-group symmetry (RELION name)"),
-        Param("preset", "choice", "paper", choices=("tiny", "paper"),
-              help="model and training sizes: paper (cryoPARES) or tiny (CPU demo, tests)"),
+        Param("preset", "choice", "auto", choices=("auto", "tiny", "paper"),
+              help="model and training sizes: paper (cryoPARES; needs a GPU), tiny (CPU demo, tests) or "
+                   "auto (paper on a CUDA GPU, else tiny)"),
         Param("epochs", "int", None, minimum=0, help="maximum training epochs (default: the preset's)"),
         Param("box_nnet", "int", None, minimum=32,
               help="network input box in px (default: the preset's, at most the data's field of view)"),
@@ -102,9 +112,45 @@ def _num_workers(value: int) -> int:
     return min(4, max(0, (os.cpu_count() or 1) - 1))
 
 
-def _configs(ctx: JobContext, star, init) -> tuple[PreprocessConfig, ModelConfig, TrainingConfig]:
+def _previous_preset(ctx: JobContext) -> str | None:
+    """The preset ``--preset auto`` resolved to in the previous run in this directory, when there is
+    training of it to resume (so that a continue on another machine does not start over)."""
+    previous = ctx.previous_config or {}
+    preset = (previous.get("resolved") or {}).get("preset")
+    if (previous.get("params") or {}).get("preset") != "auto" or preset not in ("tiny", "paper"):
+        return None
+    started = any((half_dir(ctx.output_dir, h) / name).exists() for h in (1, 2)
+                  for name in ("train/checkpoint.pt", TRAINING_FILE))
+    return preset if started else None
+
+
+def _resolve_preset(ctx: JobContext, device: torch.device) -> str:
+    """``--preset``, with ``auto`` resolved: paper on a CUDA GPU, else tiny (with a warning)."""
+    choice = ctx.params["preset"]
+    if choice != "auto":
+        return choice
+    previous = _previous_preset(ctx)
+    if previous is not None:
+        ctx.log.info("--preset auto: %s, as in the run whose training this one resumes", previous)
+        return previous
+    if device.type == "cuda":
+        ctx.log.info("--preset auto: paper (training on the GPU %s)", device)
+        return "paper"
+    ctx.log.warning("--preset auto: training on the CPU (device %s), so with the tiny preset (a small network "
+                    "for tests and demos, less accurate); the paper preset needs a GPU (on a CPU one epoch takes "
+                    "hours). To train the paper network here anyway, give --preset paper", device)
+    return "tiny"
+
+
+def _record_resolved(ctx: JobContext, **values) -> None:
+    """Add ``values`` under ``"resolved"`` in this run's ``cryopares_config.json``."""
+    config = read_json(ctx.path(CONFIG_FILE), default=None) or {}
+    config["resolved"] = {**(config.get("resolved") or {}), **values}
+    write_json_atomic(ctx.path(CONFIG_FILE), config)
+
+
+def _configs(ctx: JobContext, star, init, preset: str) -> tuple[PreprocessConfig, ModelConfig, TrainingConfig]:
     p = ctx.params
-    preset = p["preset"]
     overrides = {k: p[k] for k in ("epochs", "batch_size", "pretrain_epochs", "junk_loss_weight")
                  if p[k] is not None}
     train_cfg = TrainingConfig.preset(preset, seed=p["seed"], **overrides)
@@ -195,7 +241,8 @@ def _train_one_half(ctx: JobContext, half: int, star, pre, model_cfg, train_cfg,
     trainer_key = {k: v for k, v in key.items() if k != "epochs"}  # more epochs on a continue: train on
     trainer = HalfTrainer(model, train_ds, val_ds, train_cfg, pre, sym, hdir / "train", trainer_key,
                           pretrain_ds=pretrain_ds, junk_ds=junk_ds, device=device, num_workers=workers, half=half,
-                          should_abort=ctx.abort_requested, on_epoch=on_epoch, logger=ctx.log)
+                          should_abort=ctx.abort_requested, on_epoch=on_epoch, logger=ctx.log,
+                          later_halves=2 - half)
     result = trainer.fit()
     curves[half] = result.curves
     # pruning: directional normaliser on the validation particles, threshold from junk or validation
@@ -270,8 +317,9 @@ def _body(ctx: JobContext) -> list[OutputNode]:
     init = None
     if ctx.params["init_model"]:
         init = load_model_dir(ctx.params["init_model"])
-    pre, model_cfg, train_cfg = _configs(ctx, star, init)
     device = _device(ctx.params["device"])
+    preset = _resolve_preset(ctx, device)
+    pre, model_cfg, train_cfg = _configs(ctx, star, init, preset)
     workers = _num_workers(ctx.params["num_workers"])
     volume = None
     if ctx.args.in_3dref is not None:
@@ -287,8 +335,10 @@ def _body(ctx: JobContext) -> list[OutputNode]:
             raise InputError("no particles", junk_path)
     ctx.log.info("%d particles; network input %d px at %.3f A/px, particle diameter %.0f A; symmetry %s; "
                  "preset %s; device %s, %d data workers", len(star), pre.box_nnet, pre.angpix_nnet,
-                 pre.particle_diameter_angstrom, sym_name, ctx.params["preset"], device, workers)
+                 pre.particle_diameter_angstrom, sym_name, preset, device, workers)
     ctx.log.info("training configuration: %s", json.dumps(train_cfg.to_dict(), sort_keys=True))
+    _record_resolved(ctx, preset=preset, device=str(device), preprocess=pre.to_dict(), model=model_cfg.to_dict(),
+                     training=train_cfg.to_dict())
     curves: dict[int, dict] = {}
     for half in (1, 2):
         _train_one_half(ctx, half, star, pre, model_cfg, train_cfg, sym_name, sym, device, workers,

@@ -16,7 +16,7 @@ from ._exitfiles import (ABORT_NOW, EXIT_ABORTED, EXIT_FAILURE, EXIT_FILES, EXIT
 from ._jobstar import read_is_continue, read_job_options
 from ._logs import LOG_FILE
 from ._nodes import NODE_TYPES, OUTPUT_NODES_FILE, OutputNode, detect_pipeline_version, format_output_nodes
-from ._progress import Progress
+from .._progress import Progress
 from ._runner import CONFIG_FILE, run_job
 from ._spec import INPUT_FLAGS, Input, JobSpec, Param
 

@@ -12,7 +12,7 @@ from typing import Any, Mapping, TypeVar
 from ..errors import JobAborted
 from ._args import JobArgs
 from ._exitfiles import ABORT_NOW, abort_requested
-from ._progress import Progress
+from .._progress import Progress
 from ._spec import JobSpec
 
 T = TypeVar("T")

@@ -68,7 +68,7 @@ JOB_MODULES = {
 #: The documented command lines, used only while a job module is not importable.
 _FALLBACK_SPECS = {
     "cryopares_train": JobSpec("cryopares_train", inputs=(Input("in_parts", True), Input("in_3dref")), params=(
-        Param("sym", "str", "C1"), Param("preset", "choice", "paper", choices=("tiny", "paper")),
+        Param("sym", "str", "C1"), Param("preset", "choice", "auto", choices=("auto", "tiny", "paper")),
         Param("epochs", "int"), Param("box_nnet", "int"), Param("angpix_nnet", "float", 1.5),
         Param("particle_diameter", "float"), Param("junk_parts", "str"))),
     "cryopares_infer": JobSpec("cryopares_infer", inputs=(Input("in_parts", True),), params=(

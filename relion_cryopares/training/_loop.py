@@ -5,7 +5,9 @@ epoch, best metric, curves) written atomically, and ``best_model.pt`` when the v
 improved. An abort request (``should_abort()`` true between batches) first applies the gradient
 accumulated so far, then saves a mid-epoch checkpoint (batch position included; the batch order
 of an epoch is a function of the seed and the epoch) and raises :class:`JobAborted`. A later call
-with the same ``key`` resumes where the checkpoint left off.
+with the same ``key`` resumes where the checkpoint left off. Within an epoch a progress line
+(:class:`~relion_cryopares.training._progress.EpochProgress`) is logged every
+:data:`~relion_cryopares.training._progress.PROGRESS_INTERVAL_S` seconds and after its last batch.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ._checkpoint import BEST_MODEL_NAME, CHECKPOINT_NAME, load_checkpoint, save
 from ._config import TrainingConfig
 from ._evaluate import Evaluation, evaluate
 from ._memory import InMemoryDataset
+from ._progress import EpochProgress
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +76,16 @@ class HalfTrainer:
     batch's seed) with the outlier-exposure loss :func:`~relion_cryopares.model.uniform_kl`
     weighted ``cfg.junk_loss_weight``. ``key`` (JSON-able) identifies the run: a
     checkpoint with another key is not resumed; a finished run resumed with more ``cfg.epochs`` (and
-    not stopped early) trains on."""
+    not stopped early) trains on. ``later_halves``: how many more half models of this size are trained
+    after this one (for the training ETA of the progress lines); ``progress_interval_s``: seconds
+    between progress lines (None: :data:`~relion_cryopares.training._progress.PROGRESS_INTERVAL_S`)."""
 
     def __init__(self, model: PoseModel, train_ds, val_ds, cfg: TrainingConfig, pre: PreprocessConfig,
                  symmetry: torch.Tensor | None, workdir: str | Path, key: dict, *, pretrain_ds=None, junk_ds=None,
                  device: str | torch.device = "cpu", num_workers: int = 0, half: int = 1,
                  should_abort: Callable[[], bool] = lambda: False,
-                 on_epoch: Callable[[dict], None] | None = None, logger: logging.Logger | None = None):
+                 on_epoch: Callable[[dict], None] | None = None, logger: logging.Logger | None = None,
+                 later_halves: int = 0, progress_interval_s: float | None = None):
         self.model, self.train_ds, self.val_ds, self.pretrain_ds = model, train_ds, val_ds, pretrain_ds
         self.junk_ds = junk_ds if junk_ds is not None and len(junk_ds) > 0 and cfg.junk_loss_weight > 0 else None
         self.cfg, self.pre, self.key, self.half = cfg, pre, key, half
@@ -88,6 +94,8 @@ class HalfTrainer:
         self.workdir = Path(workdir)
         self.num_workers, self.should_abort, self.on_epoch = num_workers, should_abort, on_epoch
         self.log = logger or log
+        self.later_halves, self.progress_interval_s = later_halves, progress_interval_s
+        self.validation_s = 0.0
         self.augment = Augmenter(cfg.augment)
         self.model.to(self.device)
         self.optimizer = torch.optim.RAdam(model.parameters(), lr=cfg.learning_rate,
@@ -196,20 +204,29 @@ class HalfTrainer:
                                     seed=self.cfg.seed * 1000 + self.half, epoch=epoch,
                                     start_batch=self.step, drop_last=True)
         start = time.monotonic()
+        phase = "pretrain" if pretrain else "train"
+        progress = EpochProgress(
+            len(sampler) + self.step, self.log, prefix=f"half {self.half} epoch {epoch + 1}/{self.total_epochs} "
+            f"({phase})", batch_size=self.cfg.batch_size, done=self.step,
+            epochs_after=self.total_epochs - epoch - 1, epochs_per_half=self.total_epochs,
+            later_halves=self.later_halves, validation_s=self.validation_s, interval_s=self.progress_interval_s)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         for batch in _loader(ds, sampler, self.num_workers, self.device):
             self._train_batch(batch, epoch, self.step)
             self.step += 1
+            progress.update()
             if self.should_abort():
                 self._optimizer_step()
                 self.save()
                 raise JobAborted(f"abort requested during epoch {epoch + 1} (checkpoint saved)")
         self._optimizer_step()
+        val_start = time.monotonic()
         val = self._validate()
+        self.validation_s = time.monotonic() - val_start
         metric = val.median_error_deg
         self.scheduler.step(metric)
-        row = {"epoch": epoch + 1, "phase": "pretrain" if pretrain else "train",
+        row = {"epoch": epoch + 1, "phase": phase,
                "lr": self.optimizer.param_groups[0]["lr"],
                "train_loss": self.loss_sum / max(self.weight_sum, 1.0), "val_loss": val.loss,
                "val_median_error_deg": metric, "val_mean_error_deg": val.mean_error_deg,

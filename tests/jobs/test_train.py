@@ -202,3 +202,54 @@ def test_inference_is_deterministic(project):
     assert torch.equal(la, lb) and torch.equal(la, la2)
     pa, pb = predict_poses(la), predict_poses(lb)
     assert torch.equal(pa.matrices, pb.matrices) and torch.equal(pa.score, pb.score)
+
+
+def test_default_preset_is_tiny_on_a_cpu_with_a_warning_and_progress_lines(project, monkeypatch, capsys):
+    """--preset auto (the default) on the CPU: the tiny preset, a WARNING in run.out (stdout), the
+    resolved preset in cryopares_config.json; progress lines within each epoch (interval 0: every batch)."""
+    monkeypatch.setattr("relion_cryopares.training._progress.PROGRESS_INTERVAL_S", 0.0)
+    argv = ["--o", "External/job060/", "--in_parts", "Import/job001/particles.star", "--epochs", "1",
+            "--pretrain_epochs", "0", "--box_nnet", "32", "--angpix_nnet", "11.4", "--particle_diameter", "300",
+            "--num_workers", "0", "--device", "cpu"]
+    assert _run(project, argv) == 0
+    out = capsys.readouterr().out
+    warning = [ln for ln in out.splitlines() if "WARNING: --preset auto" in ln]
+    assert len(warning) == 1, out
+    assert "tiny preset" in warning[0] and "needs a GPU" in warning[0] and "--preset paper" in warning[0]
+    config = json.loads((project / "External/job060/cryopares_config.json").read_text())
+    assert config["params"]["preset"] == "auto"
+    assert config["resolved"]["preset"] == "tiny" and config["resolved"]["device"] == "cpu"
+    assert config["resolved"]["training"]["epochs"] == 1 and config["resolved"]["preprocess"]["box_nnet"] == 32
+    assert "preset tiny" in out
+    progress = re.findall(r"half (\d) epoch 1/1 \(train\): (\d+) / (\d+) batches \([\d.]+%\), ([\d.]+) particles/s, "
+                          r"ETA (\d+:\d\d:\d\d) for this epoch, at most (\d+:\d\d:\d\d) for the whole training "
+                          r"\(if all 1 epochs(?: of this half and of the other half)? run; early stopping may end "
+                          r"it sooner\)", out)
+    for half in ("1", "2"):
+        mine = [p for p in progress if p[0] == half]
+        assert len(mine) >= 2, out  # a line per batch, the last one at the end of the epoch
+        assert [int(p[1]) for p in mine] == list(range(1, len(mine) + 1)) and mine[-1][1] == mine[-1][2]
+        assert all(float(p[3]) > 0 for p in mine) and mine[-1][4] == "0:00:00"
+    assert "of the other half" in [ln for ln in out.splitlines() if "half 1 epoch 1/1 (train): 1 /" in ln][0]
+
+
+def test_preset_auto_resolution():
+    """auto: paper on a CUDA device, tiny on a CPU; a resumed run keeps the preset it started with."""
+    from types import SimpleNamespace
+    import logging
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = SimpleNamespace(params={"preset": "auto"}, previous_config=None, output_dir=Path(tmp),
+                              log=logging.getLogger("relion_cryopares.test_preset"))
+        assert train._resolve_preset(ctx, torch.device("cuda")) == "paper"
+        assert train._resolve_preset(ctx, torch.device("cpu")) == "tiny"
+        ctx.params = {"preset": "paper"}
+        assert train._resolve_preset(ctx, torch.device("cpu")) == "paper"
+        ctx.params = {"preset": "auto"}
+        ctx.previous_config = {"params": {"preset": "auto"}, "resolved": {"preset": "paper"}}
+        assert train._resolve_preset(ctx, torch.device("cpu")) == "tiny"  # nothing trained yet: resolve anew
+        (Path(tmp) / "half1" / "train").mkdir(parents=True)
+        (Path(tmp) / "half1" / "train" / "checkpoint.pt").touch()
+        assert train._resolve_preset(ctx, torch.device("cpu")) == "paper"

@@ -1,4 +1,5 @@
-"""Progress lines for ``run.out``: done / total, rate, ETA."""
+"""Progress lines for ``run.out``: done / total, rate, ETA (the jobs and the training loop; no RELION
+file in sight, so every layer may use it)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ def format_duration(seconds: float) -> str:
 
 class Progress:
     """Counts finished items and logs at most one line per ``interval_s`` (and one at the end).
+    The first line comes with the first update, or only after ``interval_s`` with ``wait_first``.
 
     ``done`` starts at the items already finished by a previous run (a continue); the rate and
     ETA use only the items of this run::
@@ -35,6 +37,7 @@ class Progress:
         done: int = 0,
         interval_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        wait_first: bool = False,
     ):
         if total < 0 or done < 0:
             raise ValueError("total and done must be >= 0")
@@ -46,7 +49,7 @@ class Progress:
         self._clock = clock
         self._start_done = self.done
         self._start = clock()
-        self._last_logged_at: float | None = None
+        self._last_logged_at: float | None = self._start if wait_first else None
         self._last_logged_done: int | None = None
 
     @property
