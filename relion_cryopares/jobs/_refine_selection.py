@@ -6,8 +6,9 @@ threshold: it does not match the reference) or ``bad_image`` (NaN/Inf pixels, a 
 background: never refined). Kept particles go to ``run_data.star`` and into the half maps; the rest
 go to ``rejected.star`` with their reason.
 
-The threshold (``--refine_zscore_thr``): ``auto`` fits it once
-(:func:`relion_cryopares.pruning.refinement_threshold`) on the first refined chunk of the job and
+The threshold (``--refine_zscore_thr``): ``auto`` fits it once (half the modal z-score of the
+particles, at least the z that pure noise reaches: :func:`relion_cryopares.pruning.refinement_threshold`)
+on the first refined chunk of the job and
 stores it in the job's state, so that every later particle (a continue, an on-the-fly Scheme pass)
 is judged by the same rule and the half-map sums never need to be recomputed; ``none`` keeps every
 refined particle; a number is used as it is.
@@ -51,7 +52,7 @@ def parse_refine_threshold(text: str) -> str | float:
     return value
 
 
-def resolve_threshold(choice: str | float, state: dict, zscores: np.ndarray) -> tuple[dict, bool]:
+def resolve_threshold(choice: str | float, state: dict, zscores: np.ndarray, n_hypotheses: int) -> tuple[dict, bool]:
     """The stage's threshold record ``{"value", "source", ...}`` and whether it is new (to be stored).
 
     A stored record (from an earlier chunk or run) always wins; otherwise ``auto`` fits one on the
@@ -66,7 +67,7 @@ def resolve_threshold(choice: str | float, state: dict, zscores: np.ndarray) -> 
     finite = zscores[np.isfinite(zscores)]
     if finite.size == 0:  # nothing refined in this chunk (all bad images): fit on a later one
         return {"value": -math.inf, "source": "not fitted yet"}, False
-    fit = refinement_threshold(finite)
+    fit = refinement_threshold(finite, n_hypotheses)
     return {"value": fit.value, "source": fit.describe(), "fit": fit.to_dict()}, True
 
 
