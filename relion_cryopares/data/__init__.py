@@ -41,6 +41,10 @@ from relion_cryopares.data._quality import BAD_IMAGE, bad_image_mask, image_prob
 
 __all__ += ["BAD_IMAGE", "bad_image_mask", "image_problems"]
 
+from relion_cryopares.data._stack_check import check_image_indices
+
+__all__ += ["check_image_indices"]
+
 from relion_cryopares.data._extraction import (JUNK_KINDS, ExtractionConfig, detector_filters,
                                                particle_diameter_angstrom, simulate_extraction)
 

@@ -21,34 +21,38 @@ BAD_IMAGE = "bad_image"
 
 
 def image_problems(images: torch.Tensor | np.ndarray, radius_px: float | None = None) -> list[str | None]:
-    """For each image of ``images`` ``(b, n, n)``: None when usable, else what is wrong with it.
+    """For each image of ``images`` ``(b, h, w)``: None when usable, else what is wrong with it.
 
-    ``radius_px``: radius of the particle circle (pixels, centred at ``n // 2``); the background is
+    ``radius_px``: radius of the particle circle (pixels, centred at ``(h // 2, w // 2)``); the background is
     the pixels outside it (all pixels when fewer than 16 lie outside or when None).
     """
     x = torch.as_tensor(images)
     if x.ndim != 3:
-        raise ValueError(f"images must be (b, n, n), got {tuple(x.shape)}")
-    x = x.to(torch.float64)
-    finite = torch.isfinite(x).flatten(1).all(dim=1)
-    clean = torch.where(torch.isfinite(x), x, torch.zeros_like(x))
-    spread = clean.flatten(1).amax(1) - clean.flatten(1).amin(1)
-    n = x.shape[-1]
-    outside = torch.ones((n, n), dtype=torch.bool)
+        raise ValueError(f"images must be (b, h, w), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        x = x.to(torch.float32)
+    if x.shape[0] == 0:
+        return []
+    flat = x.reshape(x.shape[0], -1)  # no float64 copy: a batch of large boxes stays cheap
+    finite = torch.isfinite(flat).all(dim=1)
+    spread = flat.amax(1) > flat.amin(1)  # NaN rows compare False but are reported as non-finite
+    h, w = x.shape[-2:]
+    outside = torch.ones((h, w), dtype=torch.bool, device=x.device)
     if radius_px is not None:
-        c = torch.arange(n, dtype=torch.float64) - n // 2
-        ring = (c[:, None] ** 2 + c[None, :] ** 2) > float(radius_px) ** 2
+        cy = torch.arange(h, dtype=torch.float64, device=x.device) - h // 2
+        cx = torch.arange(w, dtype=torch.float64, device=x.device) - w // 2
+        ring = (cy[:, None] ** 2 + cx[None, :] ** 2) > float(radius_px) ** 2
         if int(ring.sum()) >= 16:
             outside = ring
-    bg = clean[:, outside]
-    bg_spread = bg.amax(1) - bg.amin(1)
+    bg = x[:, outside] if not bool(outside.all()) else flat
+    bg_spread = bg.amax(1) > bg.amin(1)
     problems: list[str | None] = []
     for ok, s, b in zip(finite.tolist(), spread.tolist(), bg_spread.tolist()):
         if not ok:
             problems.append("non-finite pixels")
-        elif not s > 0:
+        elif not s:
             problems.append("constant image")
-        elif not b > 0:
+        elif not b:
             problems.append("constant background")
         else:
             problems.append(None)

@@ -7,7 +7,9 @@ optics columns become optics groups, pixel origins become Å); :func:`write_part
 
 from __future__ import annotations
 
+import linecache
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ import pandas as pd
 import starfile
 
 from relion_cryopares.data._star import ParticleStar, _fill_image_sizes
+from relion_cryopares.data._star_check import check_tables, parse_error
 from relion_cryopares.data._starfmt import write_star_blocks
 from relion_cryopares.errors import InputError
 
@@ -23,7 +26,8 @@ log = logging.getLogger(__name__)
 #: Labels that must stay text even when they look like numbers.
 STRING_LABELS = ["rlnImageName", "rlnMicrographName", "rlnOpticsGroupName", "rlnImageOriginalName",
                  "rlnGroupName", "rlnMicrographMovieName", "rlnOriginalParticleName", "rlnCtfImage",
-                 "rlnReconstructImageName", "rlnMtfFileName", "rlnTomoName", "rlnTomoParticleName"]
+                 "rlnReconstructImageName", "rlnMtfFileName", "rlnTomoName", "rlnTomoParticleName",
+                 "rlnCryoparesRejectReason"]
 
 #: Per-particle columns of RELION 3.0 files that belong to the optics table in 3.1+.
 _OPTICS_VALUE_LABELS = ["rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast",
@@ -124,11 +128,16 @@ def read_particle_star(path: str | Path) -> ParticleStar:
     path = Path(path)
     if not path.is_file():
         raise InputError("file not found", path)
+    linecache.clearcache()  # starfile reads lines through linecache and leaves it stale when it fails
     try:
-        blocks = dict(starfile.read(path, always_dict=True, parse_as_string=STRING_LABELS))
+        with warnings.catch_warnings():  # mixed types are reported by check_tables, with the line
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+            blocks = dict(starfile.read(path, always_dict=True, parse_as_string=STRING_LABELS))
     except Exception as exc:  # starfile/pandas raise many kinds on malformed text
-        raise InputError(f"cannot parse STAR file ({type(exc).__name__}: {exc})".replace("\n", " "),
-                         path) from None
+        raise parse_error(path, exc) from None
+    finally:
+        linecache.clearcache()
+    check_tables(path, blocks, STRING_LABELS)  # a malformed row: InputError naming its line
     if isinstance(blocks.get("optics"), pd.DataFrame):
         if not isinstance(blocks.get("particles"), pd.DataFrame):
             raise InputError("no data_particles block (has data_optics)", path)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from relion_cryopares.ctf import compute_ctf
-from relion_cryopares.data import ImageStackReader, ParticleStar, write_volume
+from relion_cryopares.data import ImageStackReader, ParticleStar, image_problems, write_volume
 from relion_cryopares.fourier import (FourierAccumulator, centre_crop_or_pad_images, fsc_curve,
                                       fsc_to_ssnr, masked_fsc_corrected, resample_images, resolution_at)
 from relion_cryopares.geometry import euler_to_matrix
@@ -59,11 +59,22 @@ def insert_particles(acc: FourierAccumulator, star: ParticleStar, rows: np.ndarr
                      reader: ImageStackReader, grid: ReconstructionGrid,
                      symmetry: torch.Tensor | None, weights: np.ndarray | None = None,
                      angles_deg: np.ndarray | None = None,
-                     origins_angstrom: np.ndarray | None = None) -> None:
+                     origins_angstrom: np.ndarray | None = None) -> list[str | None]:
     """Insert the particles ``rows`` of ``star`` into ``acc`` (CTF, shifts, weights, symmetry).
 
-    ``angles_deg``/``origins_angstrom`` ``(len(rows), 3/2)`` override the STAR's poses."""
+    ``angles_deg``/``origins_angstrom`` ``(len(rows), 3/2)`` override the STAR's poses. Bad images
+    (:func:`~relion_cryopares.data.image_problems`: NaN/Inf pixels, a constant image) are skipped,
+    never inserted (one would spoil the whole map); returns each row's problem (None: inserted)."""
     images = particle_images_on_grid(star, rows, reader, grid)
+    problems = image_problems(images)
+    good = np.array([p is None for p in problems], dtype=bool)
+    if not good.all():
+        if not good.any():
+            return problems
+        rows, images = rows[good], images[torch.from_numpy(good)]
+        weights = None if weights is None else np.asarray(weights)[good]
+        angles_deg = None if angles_deg is None else np.asarray(angles_deg)[good]
+        origins_angstrom = None if origins_angstrom is None else np.asarray(origins_angstrom)[good]
     ang = star.angles_deg()[rows] if angles_deg is None else angles_deg
     org = star.origins_angstrom()[rows] if origins_angstrom is None else origins_angstrom
     params = star.ctf_parameters(rows)
@@ -77,6 +88,7 @@ def insert_particles(acc: FourierAccumulator, star: ParticleStar, rows: np.ndarr
                torch.from_numpy(np.asarray(org, np.float64) / grid.pixel_size_angstrom), ctf,
                None if weights is None else torch.from_numpy(np.asarray(weights, np.float32)),
                symmetry)
+    return problems
 
 
 def _phase_flipped(star: ParticleStar, rows: np.ndarray) -> np.ndarray:

@@ -19,13 +19,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class HalfMapState:
-    """Accumulators of half sets 1 and 2, the particles (``rlnImageName``) inside them, and a
-    ``key`` describing everything that must not change between runs (grid, symmetry, weighting)."""
+    """Accumulators of half sets 1 and 2, the particles (``rlnImageName``) inside them (``done``:
+    inserted or skipped), the skipped bad images with their problem (``skipped``), and a ``key``
+    describing everything that must not change between runs (grid, symmetry, weighting)."""
 
     key: dict
     box: int
     acc: dict[int, FourierAccumulator] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @staticmethod
     def new(key: dict, box: int, device: torch.device | str = "cpu") -> "HalfMapState":
@@ -33,7 +35,7 @@ class HalfMapState:
 
     def save(self, path: Path) -> None:
         """Write sums, names and key in one file (temporary file + rename)."""
-        state = {"key": self.key, "box": self.box, "done": sorted(self.done),
+        state = {"key": self.key, "box": self.box, "done": sorted(self.done), "skipped": dict(self.skipped),
                  "sums1": self.acc[1]._sums.cpu(), "n1": self.acc[1].n_particles,
                  "sums2": self.acc[2]._sums.cpu(), "n2": self.acc[2].n_particles}
         with atomic_path(path) as tmp:
@@ -51,6 +53,7 @@ class HalfMapState:
                     out.acc[h]._sums = state[f"sums{h}"].to(device)
                     out.acc[h].n_particles = float(state[f"n{h}"])
                 out.done = set(state["done"])
+                out.skipped = dict(state.get("skipped", {}))
                 log.info("continuing: %d particles already in the half maps", len(out.done))
                 return out
             log.warning("%s was made with other settings (%s); starting the half maps again",

@@ -3,7 +3,7 @@
 ::
 
     <job>/cryopares_infer_results/key.json          what the results depend on (model, symmetry, top_k)
-    <job>/cryopares_infer_results/chunk_000000.npz   names, half sets and predictions of one chunk
+    <job>/cryopares_infer_results/chunk_000000.npz   names, half sets, predictions, image problems
     ...
 
 A chunk file is written atomically (hidden temporary file + rename), so it exists complete or not
@@ -28,6 +28,8 @@ from relion_cryopares.relion import atomic_path, read_json, write_json_atomic
 log = logging.getLogger(__name__)
 
 RESULTS_DIR = "cryopares_infer_results"
+#: Fields of chunks from earlier versions that lack them: ``image_problem`` ("" = a usable image).
+FIELD_DEFAULTS = {"image_problem": ""}
 _CHUNK = re.compile(r"^chunk_(\d{6})\.npz$")
 
 
@@ -71,7 +73,8 @@ class ChunkStore:
         return self._next
 
     def write(self, names: np.ndarray, halves: np.ndarray, results: dict[str, np.ndarray]) -> Path:
-        """Store one chunk atomically; returns its path."""
+        """Store one chunk atomically (``results`` includes ``image_problem``, so that a bad image
+        is never read again either); returns its path."""
         path = self.folder / f"chunk_{self.next_index():06d}.npz"
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
@@ -89,6 +92,10 @@ class ChunkStore:
                 parts.append({k: data[k] for k in data.files})
         if not parts:
             return None
+        for part in parts:  # chunks written before a field existed get its default
+            for key, default in FIELD_DEFAULTS.items():
+                if key not in part:
+                    part[key] = np.full(len(part["names"]), default)
         out = {k: np.concatenate([p[k].astype(object) if k == "names" else p[k] for p in parts])
                for k in parts[0]}
         repeated = pd.Index(out["names"]).duplicated(keep="last")

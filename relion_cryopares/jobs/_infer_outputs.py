@@ -12,6 +12,11 @@
 - with ``--top_k K > 1``: ``rlnCryoparesTop<k>AngleRot/Tilt/Psi`` and ``rlnCryoparesTop<k>Probability``
   for ``k = 2..K``: the grid rotations of the next most probable poses (symmetry folded) and their
   probabilities.
+
+``rejected.star`` also has ``rlnCryoparesRejectReason``: ``network`` (z-score below the threshold)
+or ``bad_image`` (NaN/Inf pixels, a constant image or background: never seen by the network; its
+pose columns keep the input's values, 0 where it has none, and its probability, score and
+z-score are 0). ``particles.star`` has no such column.
 """
 
 from __future__ import annotations
@@ -19,11 +24,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from relion_cryopares.data import ParticleStar, write_particle_star
+from relion_cryopares.data import BAD_IMAGE, ParticleStar, write_particle_star
 from relion_cryopares.relion import atomic_path, atomic_write
 
 STAR_COMMENT = ("# cryopares_infer: rlnAngleRot/Tilt/Psi predicted by the network; rlnOriginXAngst/YAngst "
                 "are the input's (the network does not estimate shifts)\n")
+
+
+#: Column of ``rejected.star`` saying why a particle was rejected: :data:`NETWORK` or ``bad_image``.
+REASON_COLUMN = "rlnCryoparesRejectReason"
+#: Rejected by the network's pruning (z-score below the threshold of its half model).
+NETWORK = "network"
 
 
 def top_k_columns(k: int) -> tuple[str, str, str]:
@@ -43,6 +54,47 @@ def result_columns(results: dict[str, np.ndarray], index: np.ndarray, top_k: int
         cols.update(zip(top_k_columns(k), (a[:, 0], a[:, 1], a[:, 2])))
         cols[f"rlnCryoparesTop{k}Probability"] = results["topk_probs"][index, k - 2].astype(np.float64)
     return cols
+
+
+def with_bad_image_poses(star: ParticleStar, columns: dict[str, np.ndarray], bad: np.ndarray
+                         ) -> dict[str, np.ndarray]:
+    """``columns`` with the input's (finite) angles at the bad images: they have no prediction."""
+    out = dict(columns)
+    for label in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"):
+        if bad.any() and label in star.particles.columns:
+            given = pd.to_numeric(star.particles[label], errors="coerce").to_numpy(dtype=np.float64)
+            out[label] = np.where(bad & np.isfinite(given), given, out[label])
+    return out
+
+
+def split_with_reasons(out: ParticleStar, keep: np.ndarray, bad: np.ndarray
+                       ) -> tuple[ParticleStar, ParticleStar]:
+    """``(kept, rejected)``: the rejected with :data:`REASON_COLUMN` (``bad_image`` where ``bad``,
+    else ``network``); the kept without it (also when the input had one)."""
+    kept = out.select(keep)
+    if REASON_COLUMN in kept.particles.columns:
+        kept = ParticleStar(kept.optics, kept.particles.drop(columns=[REASON_COLUMN]), kept.path,
+                            kept.other_blocks)
+    reason = np.where(bad, BAD_IMAGE, NETWORK)[~keep]
+    rejected = out.select(~keep).with_columns(**{REASON_COLUMN: reason.astype(object)})
+    return kept, rejected
+
+
+def log_rejections(log, names: np.ndarray, problems: np.ndarray, keep: np.ndarray, bad: np.ndarray,
+                   first: int = 5) -> dict[str, int]:
+    """Log how many particles were rejected for each reason and the first bad images with their
+    problem; returns the counts by reason."""
+    counts = {NETWORK: int((~keep & ~bad).sum()), BAD_IMAGE: int(bad.sum())}
+    log.info("rejected: %d by the network (z-score below the threshold, reason %s), %d bad images "
+             "(reason %s)", counts[NETWORK], NETWORK, counts[BAD_IMAGE], BAD_IMAGE)
+    if counts[BAD_IMAGE]:
+        kinds, n = np.unique(problems[bad], return_counts=True)
+        rows = np.flatnonzero(bad)[:first]
+        log.warning("%d bad images rejected, not predicted (%s); first: %s%s", counts[BAD_IMAGE],
+                    ", ".join(f"{c} {k}" for k, c in zip(kinds, n)),
+                    "; ".join(f"{names[r]}: {problems[r]}" for r in rows),
+                    "; ..." if counts[BAD_IMAGE] > first else "")
+    return counts
 
 
 def match_results(names: np.ndarray, results: dict[str, np.ndarray] | None) -> np.ndarray:

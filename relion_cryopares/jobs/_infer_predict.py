@@ -17,6 +17,9 @@ from relion_cryopares.model import predict_poses
 
 #: Arrays of one prediction (one row per particle); ``topk_*`` hold ranks 2..top_k.
 RESULT_FIELDS = ("angles_deg", "probability", "score", "zscore", "topk_angles_deg", "topk_probs")
+#: Stored with every result: what is wrong with the particle's image (``""``: usable). A bad image
+#: has no prediction: its fields are zeros (:meth:`HalfPredictor.predict_usable`).
+IMAGE_PROBLEM = "image_problem"
 
 
 @dataclass
@@ -59,6 +62,29 @@ class HalfPredictor:
             out["topk_angles_deg"][:, :k] = matrix_to_euler(top.reshape(-1, 3, 3)).reshape(b, k, 3).numpy()
             out["topk_probs"][:, :k] = pred.topk_probs[:, 1:self.top_k].float().cpu().numpy()
         return out
+
+    def predict_usable(self, channels: torch.Tensor, problems: list[str]) -> dict[str, np.ndarray]:
+        """:meth:`predict` on the particles whose ``problems[i]`` is ``""`` only; the others (bad
+        images) get :func:`blank_results`. Adds :data:`IMAGE_PROBLEM` (``(b,)`` str)."""
+        bad = np.array([bool(p) for p in problems], dtype=bool)
+        if not bad.any():
+            out = self.predict(channels)
+        else:
+            out = blank_results(len(bad), self.top_k)
+            if not bad.all():
+                good = np.flatnonzero(~bad)
+                for key, values in self.predict(channels[torch.from_numpy(good)]).items():
+                    out[key][good] = values
+        out[IMAGE_PROBLEM] = np.asarray([str(p) for p in problems], dtype=str)
+        return out
+
+
+def blank_results(n: int, top_k: int) -> dict[str, np.ndarray]:
+    """Zeros in the shapes and dtypes of :meth:`HalfPredictor.predict` for ``n`` particles."""
+    k = max(top_k - 1, 0)
+    return {"angles_deg": np.zeros((n, 3)), "probability": np.zeros(n, np.float32),
+            "score": np.zeros(n, np.float32), "zscore": np.zeros(n, np.float32),
+            "topk_angles_deg": np.zeros((n, k, 3)), "topk_probs": np.zeros((n, k), np.float32)}
 
 
 def concat_results(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

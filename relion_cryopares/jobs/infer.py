@@ -11,8 +11,12 @@ hash of its image name, stable across runs): half 1 through the half-1 model, ha
 half-2 model, so the gold standard of the training is preserved. The network predicts the
 orientation (``rlnAngleRot/Tilt/Psi``), its probability (``rlnParticleFigureOfMerit``) and a pruning
 score (``rlnCryoparesScore``) whose directional robust z-score (``rlnCryoparesZscore``) decides:
-``z >= threshold`` -> ``particles.star``, else ``rejected.star``. **Shifts are not estimated**: the
-input's ``rlnOriginXAngst/YAngst`` are kept (run cryopares_localrefine or Refine3D for them).
+``z >= threshold`` -> ``particles.star``, else ``rejected.star`` (``rlnCryoparesRejectReason``
+``network``). A bad image (NaN/Inf pixels, a constant image or background) never ends the job: it
+is not predicted, goes to ``rejected.star`` with reason ``bad_image`` and is counted in run.out. A
+particle whose image is not in its stack stops the job before any work starts (one line in run.err).
+**Shifts are not estimated**: the input's ``rlnOriginXAngst/YAngst`` are kept (run
+cryopares_localrefine or Refine3D for them).
 
 ``--zscore_thr auto`` uses the threshold stored with each half model by cryopares_train (from junk
 particles when training had them, else from the validation z-scores); ``none`` keeps every particle;
@@ -40,15 +44,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from relion_cryopares.data import ParticleStar, PreprocessConfig, ensure_random_subsets, read_particle_star
+from relion_cryopares.data import (ParticleStar, PreprocessConfig, check_image_indices, ensure_random_subsets,
+                                   read_particle_star)
 from relion_cryopares.errors import InputError
 from relion_cryopares.geometry import symmetry_matrices
 from relion_cryopares.jobs._infer_chunks import ChunkStore, file_digest
 from relion_cryopares.jobs._infer_halfmaps import reconstruct_kept
 from relion_cryopares.jobs._infer_loader import iterate_prepared, make_batches
-from relion_cryopares.jobs._infer_outputs import (match_results, result_columns, write_angular_distribution,
-                                                  write_star_with_comment, write_zscore_histogram)
-from relion_cryopares.jobs._infer_predict import HalfPredictor, concat_results
+from relion_cryopares.jobs._infer_outputs import (log_rejections, match_results, result_columns,
+                                                  split_with_reasons, with_bad_image_poses,
+                                                  write_angular_distribution, write_star_with_comment,
+                                                  write_zscore_histogram)
+from relion_cryopares.jobs._infer_predict import IMAGE_PROBLEM, HalfPredictor, concat_results
 from relion_cryopares.jobs._modeldir import ModelDir, half_dir, load_model_dir, read_model_dir_info
 from relion_cryopares.relion import Input, JobContext, JobSpec, OutputNode, Param, run_job, write_json_atomic
 
@@ -177,8 +184,8 @@ def _predict_new(ctx: JobContext, star: ParticleStar, names: np.ndarray, todo: n
     try:
         preprocess = next(iter(predictors.values())).half_model.preprocess
         batches = iterate_prepared(star, flat, preprocess, workers, pin_memory=device.type == "cuda")
-        for i, (batch, channels) in enumerate(batches):
-            pending.append((batch.rows, batch.half, predictors[batch.half].predict(channels)))
+        for i, (batch, channels, problems) in enumerate(batches):  # bad images: not predicted
+            pending.append((batch.rows, batch.half, predictors[batch.half].predict_usable(channels, problems)))
             progress.update(len(batch.rows))
             c = chunk_of[i]
             left[c] -= 1
@@ -199,6 +206,7 @@ def _body(ctx: JobContext) -> list[OutputNode]:
     star = ensure_random_subsets(read_particle_star(star_path))
     if len(star) == 0:
         raise InputError("no particles", star_path)
+    check_image_indices(star)  # every image in its stack, before any work starts
     device = _device(ctx.params["device"])
     thr_choice = parse_threshold(ctx.params["zscore_thr"])
     info = read_model_dir_info(ctx.params["model"])  # cheap checks before the models load
@@ -227,12 +235,15 @@ def _body(ctx: JobContext) -> list[OutputNode]:
     index = match_results(names, results)
     if (index < 0).any():
         raise RuntimeError(f"{int((index < 0).sum())} particles have no stored result after prediction")
-    out = star.with_columns(**result_columns(results, index, top_k))
+    problems = np.asarray(results[IMAGE_PROBLEM][index], dtype=str)
+    bad = problems != ""  # bad images: never predicted, always rejected (reason bad_image)
+    out = star.with_columns(**with_bad_image_poses(star, result_columns(results, index, top_k), bad))
     z = results["zscore"][index].astype(np.float64)
-    keep = z >= np.array([thresholds.get(1, np.inf), thresholds.get(2, np.inf)])[halves - 1]
+    keep = (z >= np.array([thresholds.get(1, np.inf), thresholds.get(2, np.inf)])[halves - 1]) & ~bad
     paths = {"kept": ctx.path("particles.star"), "rejected": ctx.path("rejected.star")}
-    write_star_with_comment(paths["kept"], out.select(keep))
-    write_star_with_comment(paths["rejected"], out.select(~keep))
+    kept_star, rejected_star = split_with_reasons(out, keep, bad)
+    write_star_with_comment(paths["kept"], kept_star)
+    write_star_with_comment(paths["rejected"], rejected_star)
     summary = {"particles": int(len(star)), "kept": int(keep.sum()), "rejected": int((~keep).sum()),
                "symmetry": sym_name, "model": str(md.path), "device": str(device),
                "predicted_this_run": int(len(todo)), "setup_s": round(setup_s, 3), "predict_s": round(predict_s, 3),
@@ -247,7 +258,8 @@ def _body(ctx: JobContext) -> list[OutputNode]:
         ctx.log.info("half %d: %d kept, %d rejected of %d (%.1f %% kept; z threshold %.3f, %s)", h,
                      keep[sel].sum(), (~keep[sel]).sum(), sel.sum(), 100.0 * keep[sel].mean(), thresholds[h], sources[h])
     ctx.log.info("total: %d kept -> %s, %d rejected -> %s", keep.sum(), paths["kept"], (~keep).sum(), paths["rejected"])
-    write_zscore_histogram(ctx.path("zscore_histogram.png"), z, halves, keep,
+    summary["rejected_reasons"] = log_rejections(ctx.log, names, problems, keep, bad)
+    write_zscore_histogram(ctx.path("zscore_histogram.png"), z[~bad], halves[~bad], keep[~bad],
                            {h: thresholds[h] for h in sorted(set(halves.tolist()))})
     write_angular_distribution(ctx.path("angular_distribution.png"), out.angles_deg()[keep])
     nodes = [OutputNode(paths["kept"], "particles", "cryopares"),

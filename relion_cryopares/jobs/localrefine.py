@@ -71,6 +71,7 @@ import torch
 from relion_cryopares.ctf import compute_ctf
 from relion_cryopares.data import (BAD_IMAGE, ImageStackReader, ParticleStar, ensure_random_subsets, image_problems,
                                    read_particle_star, read_volume, write_particle_star)
+from relion_cryopares.data import check_image_indices
 from relion_cryopares.errors import InputError
 from relion_cryopares.fourier import FourierAccumulator
 from relion_cryopares.geometry import euler_to_matrix, matrix_to_euler, symmetry_matrices
@@ -409,6 +410,7 @@ def _insert_chunk(setup: _Setup, accs, chunk: ParticleStar, reader: ImageStackRe
 
 def _body(ctx: JobContext) -> list[OutputNode]:
     star = read_particle_star(ctx.args.in_parts)
+    check_image_indices(star)  # every image in its stack, before any work starts
     if len(star) == 0:
         raise InputError("no particles", ctx.args.in_parts)
     if not star.has_poses():

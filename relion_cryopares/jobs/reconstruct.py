@@ -10,6 +10,10 @@ independently by direct Fourier inversion with CTF correction, Wiener-regularise
 from the half-map FSC. Outputs (RELION Refine3D names): ``run_half1_class001_unfil.mrc``,
 ``run_half2_class001_unfil.mrc``, ``run_class001.mrc``, ``run_fsc.star``, ``fsc.png``.
 A continue (or a re-run on a grown STAR) inserts only particles not yet in the saved Fourier sums.
+
+A bad image (NaN/Inf pixels, a constant image) is skipped, never inserted, and counted in run.out
+with the first names (the job goes on); a particle whose image is not in its stack stops the job
+before any work starts, with one line in run.err.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 import torch
 
 from relion_cryopares.data import ImageStackReader, read_particle_star, read_volume
-from relion_cryopares.data import ensure_random_subsets
+from relion_cryopares.data import check_image_indices, ensure_random_subsets
 from relion_cryopares.errors import InputError
 from relion_cryopares.geometry import symmetry_matrices
 from relion_cryopares.jobs._halfmaps import (ReconstructionGrid, finish_half_maps,
@@ -63,6 +67,7 @@ def _body(ctx: JobContext) -> list[OutputNode]:
         raise InputError("no particles", star_path)
     if not star.has_poses():
         raise InputError("particles have no poses (rlnAngleRot/Tilt/Psi)", star_path)
+    check_image_indices(star)  # every image in its stack, before any work starts
     sym = symmetry_matrices(ctx.params["sym"])
     grid = ReconstructionGrid.of(star)
     weights = None
@@ -81,13 +86,16 @@ def _body(ctx: JobContext) -> list[OutputNode]:
                  len(star), len(todo), grid.box, grid.pixel_size_angstrom, key["sym"], len(sym))
     progress = ctx.progress(len(todo))
     since_save = 0
+    skipped = state.skipped  # bad images: name -> problem (saved with the sums)
+    skipped_before = len(skipped)
     with ImageStackReader() as reader:
         for batch in iterate_batches(todo, ctx.params["batch_size"]):
             for half in (1, 2):
                 rows = batch[subsets[batch] == half]
                 if len(rows):
-                    insert_particles(state.acc[half], star, rows, reader, grid, sym,
-                                     None if weights is None else weights[rows])
+                    problems = insert_particles(state.acc[half], star, rows, reader, grid, sym,
+                                                None if weights is None else weights[rows])
+                    skipped.update((str(names[r]), q) for r, q in zip(rows, problems) if q is not None)
             state.done.update(names[batch].tolist())
             since_save += len(batch)
             progress.update(len(batch))
@@ -98,6 +106,7 @@ def _body(ctx: JobContext) -> list[OutputNode]:
     progress.finish()
     if since_save:
         state.save(ctx.path(STATE_FILE))
+    _log_skipped(ctx, skipped, len(skipped) - skipped_before)
     if min(state.acc[1].n_particles, state.acc[2].n_particles) <= 0:
         raise InputError("both half sets need particles (rlnRandomSubset 1 and 2)", star_path)
     result = finish_half_maps(state.acc[1], state.acc[2], grid, mask)
@@ -105,6 +114,19 @@ def _body(ctx: JobContext) -> list[OutputNode]:
     ctx.log.info("half sets: %.0f / %.0f particles; FSC 0.143: %.2f A, FSC 0.5: %.2f A",
                  *result.n_particles, result.resolution_0143_angstrom, result.resolution_05_angstrom)
     return [OutputNode(paths["half1"], "halfmap"), OutputNode(paths["map"], "map")]
+
+
+def _log_skipped(ctx: JobContext, skipped: dict[str, str], new: int, first: int = 5) -> None:
+    """run.out: how many bad images were skipped (this run and in total), by problem, the first few."""
+    if not skipped:
+        return
+    kinds: dict[str, int] = {}
+    for problem in skipped.values():
+        kinds[problem] = kinds.get(problem, 0) + 1
+    names = list(skipped)[:first]
+    ctx.log.warning("%d bad images skipped, not inserted (%d found in this run; %s); first: %s%s",
+                    len(skipped), new, ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())),
+                    "; ".join(f"{n}: {skipped[n]}" for n in names), "; ..." if len(skipped) > first else "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,6 +49,7 @@ from torch.utils.data import DataLoader
 from relion_cryopares.data import (BatchIndexSampler, ImageStackReader, ParticleDataset, PreprocessConfig,
                                    SimulatedParticleDataset, ensure_random_subsets, particle_weights,
                                    read_particle_star, read_volume)
+from relion_cryopares.data import check_image_indices
 from relion_cryopares.errors import InputError
 from relion_cryopares.fourier import FourierAccumulator
 from relion_cryopares.geometry import symmetry_matrices
@@ -308,6 +309,7 @@ def _half_maps(ctx: JobContext, star, sym, min_weight: float) -> list[OutputNode
 def _body(ctx: JobContext) -> list[OutputNode]:
     star_path = ctx.args.in_parts
     star = ensure_random_subsets(read_particle_star(star_path))
+    check_image_indices(star)  # every image in its stack, before any work starts
     if len(star) == 0:
         raise InputError("no particles", star_path)
     if not star.has_poses():
@@ -331,6 +333,7 @@ def _body(ctx: JobContext) -> list[OutputNode]:
     if ctx.params["junk_parts"]:
         junk_path = Path(ctx.params["junk_parts"])
         junk = read_particle_star(junk_path)
+        check_image_indices(junk)
         if len(junk) == 0:
             raise InputError("no particles", junk_path)
     ctx.log.info("%d particles; network input %d px at %.3f A/px, particle diameter %.0f A; symmetry %s; "
