@@ -26,8 +26,8 @@ model's, found through the ``cryopares_infer`` job that wrote the input), as REL
 that a neighbouring particle cannot pull the pose.
 
 Second pruning stage (:mod:`relion_cryopares.jobs._refine_selection`): a particle whose refinement
-z-score is below ``--refine_zscore_thr`` (``auto``: a mixture fit on the first refined chunk, stored
-for the job; ``none``; or a number) goes to ``rejected.star`` with ``rlnCryoparesRejectReason``
+z-score is below ``--refine_zscore_thr`` (``auto``: half the modal z-score of the first refined chunk,
+at least the z of pure noise, stored for the job; ``none``; or a number) goes to ``rejected.star`` with ``rlnCryoparesRejectReason``
 ``refinement``; a particle whose image is unusable (NaN/Inf pixels, constant) is not refined and goes
 there with ``bad_image``. Rejected particles are never refined again on a continue and never enter
 the half maps. ``run.out`` gives the counts of both stages (the network's from the input's
@@ -388,7 +388,8 @@ def _chunk_star(record: "_Record", setup: _Setup, star: ParticleStar, frames: li
     rows = refined.index.to_numpy()
     z = refined["rlnCryoparesRefineZscore"].to_numpy(dtype=np.float64)
     bad = refined[REASON_COLUMN].to_numpy() == BAD_IMAGE
-    threshold, new = resolve_threshold(setup.threshold_choice, record.state, z[~bad])
+    threshold, new = resolve_threshold(setup.threshold_choice, record.state, z[~bad],
+                                       setup.refiner.n_hypotheses * setup.top_k)
     if new:
         record.set_threshold(threshold)
         log.info("refinement z-score threshold %.3f (%s)", threshold["value"], threshold["source"])

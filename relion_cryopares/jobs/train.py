@@ -12,8 +12,10 @@ absent), each trained on 70 % of its half set and validated on the rest (seeded)
 ``--in_3dref`` each model first trains for a few epochs on particles simulated from that map at the
 training poses and CTFs. At the end each model's pruning normaliser is fitted on its validation
 particles and the z-score threshold is set from ``--junk_parts`` (when given: the threshold that
-best separates validation particles from held-out junk, Youden's J, but not below the 5 % quantile
-of the validation z-scores) or from the validation distribution (its 5 % quantile). Known junk also trains the networks: 70 % of it (by hashed image name) is
+best separates validation particles from held-out junk, Youden's J, but never above the 2 % quantile
+of the validation z-scores) or from the validation distribution (its 1 % quantile): the network is
+the first, lenient stage of two (cryopares_localrefine's refinement z-score is the second,
+:func:`relion_cryopares.pruning.network_threshold`). Known junk also trains the networks: 70 % of it (by hashed image name) is
 shown to both models during training with a loss that pushes their output towards the uniform
 distribution (outlier exposure, so junk gets low pruning scores); the other 30 % sets the
 threshold. Outputs: the model directory (``cryopares_model.json``, ``half1/``,
@@ -57,7 +59,7 @@ from relion_cryopares.jobs._halfmaps import (ReconstructionGrid, finish_half_map
                                              iterate_batches, write_half_map_outputs)
 from relion_cryopares.jobs._modeldir import TRAINING_FILE, half_dir, load_model_dir, save_half_model
 from relion_cryopares.model import ModelConfig, PoseModel, state_dict_bytes
-from relion_cryopares.pruning import DirectionalNormaliser, auroc, threshold_from_junk, threshold_from_validation
+from relion_cryopares.pruning import DirectionalNormaliser, auroc, network_threshold
 from relion_cryopares.relion import (CONFIG_FILE, Input, JobContext, JobSpec, OutputNode, Param, read_json, run_job,
                                      write_json_atomic)
 from relion_cryopares.training import (HalfTrainer, TrainingConfig, evaluate, maybe_in_memory, split_half,
@@ -261,11 +263,8 @@ def _train_one_half(ctx: JobContext, half: int, star, pre, model_cfg, train_cfg,
     if junk_holdout is not None:
         jv = run(ParticleDataset(junk_holdout, None, pre, finish=True))
         z_junk = normaliser.zscore(jv.scores, jv.matrices)
-        # the held-out junk is of the kinds the network was shown, so easier than unseen junk: when it
-        # is separated so cleanly that Youden's threshold would keep more than 95 % of the validation
-        # particles, the threshold is raised to the 5 % validation quantile
-        threshold = max(threshold_from_junk(z_val, z_junk), threshold_from_validation(z_val))
-        source = "junk_particles"
+        # the first of two pruning stages: lenient (relion_cryopares.pruning.network_threshold)
+        threshold, source = network_threshold(z_val, z_junk)
         summary["junk_auroc"] = auroc(z_val, z_junk)
         summary["junk_rejected_fraction"] = float((z_junk < threshold).float().mean())
         summary["n_junk_exposure"] = len(junk) - len(junk_holdout)
@@ -273,8 +272,9 @@ def _train_one_half(ctx: JobContext, half: int, star, pre, model_cfg, train_cfg,
                      "rejected)", half, threshold, len(junk_holdout), summary["junk_auroc"],
                      100 * summary["junk_rejected_fraction"])
     else:
-        threshold, source = threshold_from_validation(z_val), "validation_quantile_0.05"
-        ctx.log.info("half %d: pruning threshold z = %.2f (keeps 95 %% of validation particles)", half, threshold)
+        threshold, source = network_threshold(z_val)
+        ctx.log.info("half %d: pruning threshold z = %.2f (keeps %.0f %% of validation particles)", half, threshold,
+                     100 * float((z_val >= threshold).float().mean()))
     summary["kept_validation_fraction"] = float((z_val >= threshold).float().mean())
     save_half_model(ctx.output_dir, half, result.model.cpu(), model_cfg, pre, normaliser, threshold, source,
                     sym_name, summary)
