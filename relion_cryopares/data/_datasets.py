@@ -13,7 +13,8 @@ A batch (dict) holds:
   augmentation) or the network input ``(k, 2 * S, box, box)`` (``finish=True``);
 - ``"matrices"``: ``(k, 3, 3)`` float32 pose matrices (RELION's angles; identity when the STAR has
   no poses);
-- ``"weights"``: ``(k,)`` float32 (``rlnMaxValueProbDistribution``, 1 when the column is missing);
+- ``"weights"``: ``(k,)`` float32 (``rlnMaxValueProbDistribution``, 1 when the column is missing;
+  0 for an unusable image: NaN/Inf pixels or constant, zeroed before preprocessing);
 - ``"index"``: ``(k,)`` int64 positions in the dataset (``rows[index]`` are the STAR rows).
 """
 
@@ -31,6 +32,7 @@ from relion_cryopares.fourier import Projector
 from relion_cryopares.geometry import euler_to_matrix
 
 from ._preprocess import PreprocessConfig, finish_channels, prepare_channels
+from ._quality import bad_image_mask
 from ._stacks import ImageStackReader
 from ._star import ParticleStar
 
@@ -87,20 +89,34 @@ class ParticleDataset(Dataset):
 
     def images(self, positions: np.ndarray) -> torch.Tensor:
         """Preprocessed images of ``positions``; optics groups with other boxes are read apart."""
+        return self._images(positions)[0]
+
+    def _images(self, positions: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """Preprocessed images and ``(k,)`` bool: unusable raw images (:func:`image_problems`: NaN/Inf
+        pixels, constant), which are zeroed before preprocessing so they cannot poison a batch."""
         sizes = self.image_size[positions]
         two = torch.empty((len(positions), 2, self.cfg.box_nnet, self.cfg.box_nnet))
+        bad = np.zeros(len(positions), dtype=bool)
         for size in np.unique(sizes):
             sel = np.flatnonzero(sizes == size)
             idx = torch.from_numpy(positions[sel])
-            two[torch.from_numpy(sel)] = prepare_channels(self.read(positions[sel]), self.pixel_size[idx],
-                                                          self.ctf.select(idx), self.phase_flipped[idx], self.cfg)
-        return finish_channels(two, self.cfg) if self.finish else two
+            raw = self.read(positions[sel])
+            radius = 0.5 * self.cfg.particle_diameter_angstrom / float(self.pixel_size[idx[0]])
+            unusable = bad_image_mask(raw, radius)
+            if unusable.any():
+                raw[torch.from_numpy(unusable)] = 0.0
+                bad[sel[unusable]] = True
+            two[torch.from_numpy(sel)] = prepare_channels(raw, self.pixel_size[idx], self.ctf.select(idx),
+                                                          self.phase_flipped[idx], self.cfg)
+        return (finish_channels(two, self.cfg) if self.finish else two), bad
 
     def __getitem__(self, positions) -> dict[str, torch.Tensor]:
         pos = np.atleast_1d(np.asarray(positions, dtype=np.int64))
         idx = torch.from_numpy(pos)
-        return {"images": self.images(pos), "matrices": self.matrices[idx],
-                "weights": self.weights[idx], "index": idx}
+        images, bad = self._images(pos)
+        weights = self.weights[idx].clone()
+        weights[torch.from_numpy(bad)] = 0.0  # a bad image never trains the network
+        return {"images": images, "matrices": self.matrices[idx], "weights": weights, "index": idx}
 
 
 class SimulatedParticleDataset(ParticleDataset):
@@ -151,6 +167,9 @@ class SimulatedParticleDataset(ParticleDataset):
                                _with_pixel_size(self.ctf.select(idx), self.volume_pixel_size),
                                torch.zeros(k, dtype=torch.bool), self.cfg)
         return finish_channels(two, self.cfg) if self.finish else two
+
+    def _images(self, positions: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        return self.images(positions), np.zeros(len(positions), dtype=bool)  # simulated: never bad
 
 
 def _with_pixel_size(ctf, pixel_size_angstrom: float):

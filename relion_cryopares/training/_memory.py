@@ -42,9 +42,11 @@ def maybe_in_memory(dataset, cfg: PreprocessConfig, finish: bool, limit_mb: floa
         dataset.finish = finish
         return dataset
     images = torch.empty((n, 2, cfg.box_nnet, cfg.box_nnet), dtype=torch.float32)
+    weights = dataset.weights.clone()
     loader = DataLoader(dataset, sampler=BatchIndexSampler(n, batch_size), batch_size=None,
                         num_workers=num_workers)
     for batch in loader:
         images[batch["index"]] = batch["images"]
+        weights[batch["index"]] = batch["weights"]  # 0 for unusable images
     log.debug("kept %d preprocessed particles in memory (%.0f MB)", n, mb)
-    return InMemoryDataset(images, dataset.matrices.clone(), dataset.weights.clone(), cfg, finish)
+    return InMemoryDataset(images, dataset.matrices.clone(), weights, cfg, finish)

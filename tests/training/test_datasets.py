@@ -124,3 +124,32 @@ def test_mixed_optics_groups_in_one_batch(c1_project, monkeypatch):
     for i in range(12):
         corr = torch.corrcoef(torch.stack([a[i].flatten(), b[i].flatten()]))[0, 1]
         assert corr > 0.99, (i, float(corr))
+
+
+def test_unusable_images_get_weight_zero_and_finite_channels(c1_project, monkeypatch, tmp_path):
+    """NaN/Inf pixels or a constant image in a training stack never end training: the image is
+    zeroed and its weight is 0, streamed or kept in memory."""
+    import mrcfile
+
+    from relion_cryopares.data import parse_image_name, write_particle_star
+
+    monkeypatch.chdir(c1_project)
+    star = _star(c1_project).select(np.arange(12))
+    for row, value in ((2, np.nan), (5, np.inf), (7, None)):
+        index, stack = parse_image_name(star.image_names()[row])
+        copy = tmp_path / f"bad{row}.mrcs"
+        with mrcfile.open(stack) as src:
+            data = np.array(src.data[index - 1:index])
+        data[0] = 3.0 if value is None else data[0]
+        if value is not None:
+            data[0, 4:9, 4:9] = value
+        with mrcfile.new(copy) as dst:
+            dst.set_data(data.astype(np.float32))
+        star.particles.loc[row, "rlnImageName"] = f"000001@{copy}"
+    write_particle_star(tmp_path / "bad.star", star)
+    for ds in (ParticleDataset(read_particle_star(tmp_path / "bad.star"), None, PRE, finish=True),
+               maybe_in_memory(ParticleDataset(read_particle_star(tmp_path / "bad.star"), None, PRE, finish=False),
+                               PRE, True, 100)):
+        batch = ds[np.arange(12)]
+        assert torch.isfinite(batch["images"]).all()
+        assert batch["weights"].tolist() == [0.0 if i in (2, 5, 7) else 1.0 for i in range(12)]
