@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The end-to-end demo: sets up .venv (scripts/setup_env.sh), then simulates an apo training set and a
-# ligand data set with 30 % junk from the shipped map and runs cryopares_train -> cryopares_infer ->
-# cryopares_localrefine -> RELION PostProcess as External jobs in a RELION project (./demo_project).
+# The end-to-end demo: sets up .venv (scripts/setup_env.sh), then simulates realistic extractions of
+# the shipped map (an apo training set, known junk, a ligand data set on another microscope with 30 %
+# junk of five kinds) and runs cryopares_train -> cryopares_infer (pruning stage 1) ->
+# cryopares_localrefine (pruning stage 2) -> RELION PostProcess as External jobs in a RELION project
+# (./demo_project); prints the particles of each kind kept after each stage, angular errors and FSCs.
 #
 #   bash scripts/run_demo.sh                 # defaults (about 10-20 min on 2 CPU cores)
 #   bash scripts/run_demo.sh --out /tmp/p    # extra arguments go to `python -m relion_cryopares.demo`
