@@ -183,11 +183,14 @@ class CryoparesLocalRefine(CryoparesJob):
     COMMAND = "cryopares_localrefine"
     DISPLAY_NAME = "cryoPARES: local refinement"
     SHORT_DESC = "Local projection matching around predicted poses, gold-standard half maps"
-    LONG_DESC = ("Refines poses and shifts locally against a low-pass reference map and reconstructs "
-                 "gold-standard half maps with RELION Refine3D file names.")
+    LONG_DESC = ("Refines poses and shifts locally against a low-pass reference map (particle images masked "
+                 "at the particle diameter), rejects particles whose refinement z-score says they do not "
+                 "match it (second pruning stage: rejected.star) and reconstructs gold-standard half maps "
+                 "with RELION Refine3D file names.")
 
     def outputs(self) -> Sequence[tuple[str, str, list[str]]]:
-        return [("run_data.star", NODE_PARTICLEGROUPMETADATA, ["cryopares"]), *_HALF_MAPS]
+        return [("run_data.star", NODE_PARTICLEGROUPMETADATA, ["cryopares"]),
+                ("rejected.star", NODE_PARTICLEGROUPMETADATA, ["cryopares", "rejected"]), *_HALF_MAPS]
 
 
 class CryoparesReconstruct(CryoparesJob):
