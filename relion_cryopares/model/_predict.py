@@ -83,13 +83,11 @@ def _first_occurrence(idx: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(first).scatter(-1, order, first).float()
 
 
-#: Default separation of the top-k poses, in grid steps: beyond a grid point's HEALPix neighbourhood
-#: (whose farthest members are 2.2 steps away), so that the poses a local search starts from
-#: (cryopares_localrefine searches +-6 deg around each) lie in different basins of the posterior.
-PEAK_SEPARATION_STEPS = 2.25
-#: Candidates (most probable classes) examined per particle for the distinct peaks, per peak asked
-#: (more than a grid point's 27-point neighbourhood, which one broad peak can fill).
-PEAK_POOL = 32
+#: Default separation of the top-k poses, in grid steps: the poses a local search starts from
+#: (cryopares_localrefine searches +-6 deg around each) should lie in different basins.
+PEAK_SEPARATION_STEPS = 1.5
+#: Candidates (most probable classes) examined per particle for the distinct peaks, per peak asked.
+PEAK_POOL = 8
 
 
 @torch.no_grad()

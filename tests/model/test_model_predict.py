@@ -104,25 +104,3 @@ def test_grid_targets_and_cross_entropy_match_dense_definition():
     assert logits.grad.abs().sum() > 0
     assert pose_cross_entropy(logits, targets, reduction="none").shape == (5,)
     assert torch.equal(grid_targets(pose, None, 1), targets[:, :1])
-
-
-def test_top_k_poses_are_distinct_peaks_not_neighbours_of_the_best():
-    """A broad main peak (a grid point and its neighbours) and a weaker second peak far away: the
-    second reported pose is the far peak (a new basin for the local search), not a neighbour."""
-    grid = so3_grid(ORDER, torch.float64)
-    gen = torch.Generator().manual_seed(0)
-    main = torch.randint(0, grid.shape[0], (8,), generator=gen)
-    dist = geodesic_distance_deg(grid[main][:, None], grid[None])  # (8, N)
-    far = torch.where(dist > 90, dist, torch.zeros_like(dist)).argmax(1)
-    logits = torch.zeros(8, grid.shape[0])
-    logits[torch.arange(8)[:, None], so3_grid_neighbours(ORDER, main)] = 6.0
-    logits[torch.arange(8), main] = 8.0
-    logits[torch.arange(8), far] = 5.0
-    pred = predict_poses(logits, k=3)
-    assert torch.equal(pred.topk_indices[:, 0], main) and torch.equal(pred.topk_indices[:, 1], far)
-    top = pred.topk_matrices.double()
-    for i in range(3):
-        for j in range(i + 1, 3):
-            assert (geodesic_distance_deg(top[:, i], top[:, j]) >= 2.25 * STEP - 1e-6).all()
-    plain = predict_poses(logits, k=3, separation_deg=0)  # the plain ranking: the neighbours
-    assert (geodesic_distance_deg(plain.topk_matrices[:, 1].double(), grid[main]) < 2.25 * STEP).all()
