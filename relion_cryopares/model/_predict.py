@@ -8,10 +8,8 @@ import torch
 
 from relion_cryopares.geometry import (
     canonical_symmetry_mate,
-    geodesic_distance_deg,
     nearest_grid_index,
     so3_grid_neighbours,
-    so3_grid_resolution_deg,
     symmetry_mates,
 )
 
@@ -31,10 +29,8 @@ class PosePrediction:
     of the pose and its HEALPix neighbours, each grid point counted once).
     ``score`` ``(B,)``: the sum of the 10 largest folded grid probabilities (the pruning score,
     in (0, 1]). ``topk_indices`` ``(B, k)`` grid indices of the ``k`` most probable symmetry
-    classes (their representatives) that are local peaks (:func:`distinct_peaks`: each at least
-    ``separation_deg`` from every more probable one kept; the most probable first),
-    ``topk_probs`` ``(B, k)`` their folded probabilities, ``topk_matrices`` ``(B, k, 3, 3)`` the grid
-    rotations of those indices.
+    classes (their representatives), ``topk_probs`` ``(B, k)`` their folded probabilities,
+    ``topk_matrices`` ``(B, k, 3, 3)`` the grid rotations of those indices.
     """
 
     matrices: torch.Tensor
@@ -83,46 +79,9 @@ def _first_occurrence(idx: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(first).scatter(-1, order, first).float()
 
 
-#: Default separation of the top-k poses, in grid steps: the poses a local search starts from
-#: (cryopares_localrefine searches +-6 deg around each) should lie in different basins.
-PEAK_SEPARATION_STEPS = 1.5
-#: Candidates (most probable classes) examined per particle for the distinct peaks, per peak asked.
-PEAK_POOL = 8
-
-
-@torch.no_grad()
-def distinct_peaks(probs: torch.Tensor, matrices: torch.Tensor, k: int, separation_deg: float,
-                   symmetry: torch.Tensor | None = None) -> torch.Tensor:
-    """Positions ``(B, k)`` into the candidates (sorted by falling probability) of ``k`` distinct
-    peaks: greedily, each candidate farther than ``separation_deg`` (symmetry-aware geodesic
-    distance) from every candidate already taken; when fewer than ``k`` qualify, the most probable
-    candidates not taken fill the rest (in order of probability).
-
-    Args:
-        probs: ``(B, M)`` candidate probabilities, falling along each row.
-        matrices: ``(B, M, 3, 3)`` their rotations.
-    """
-    b, m = probs.shape
-    k = min(k, m)
-    dist = geodesic_distance_deg(matrices[:, :, None], matrices[:, None, :], symmetry)  # (B, M, M)
-    taken = torch.zeros((b, m), dtype=torch.bool, device=probs.device)
-    taken[:, 0] = True
-    count = torch.ones(b, dtype=torch.long, device=probs.device)
-    for j in range(1, m):
-        far = ~((dist[:, j] < separation_deg) & taken).any(dim=1)
-        take = far & (count < k)
-        taken[:, j] = take
-        count += take.long()
-    # fill: the most probable candidates not taken, after the peaks
-    rank = torch.arange(m, device=probs.device).expand(b, m)
-    key = torch.where(taken, rank, rank + m)  # peaks first (in probability order), then the rest
-    order = torch.argsort(key, dim=1)
-    return order[:, :k]
-
-
 @torch.no_grad()
 def predict_poses(logits: torch.Tensor, symmetry: torch.Tensor | None = None, k: int = 10,
-                  n_score: int = 10, separation_deg: float | None = None) -> PosePrediction:
+                  n_score: int = 10) -> PosePrediction:
     """Poses, probabilities and pruning scores from grid logits.
 
     Args:
@@ -130,10 +89,8 @@ def predict_poses(logits: torch.Tensor, symmetry: torch.Tensor | None = None, k:
         symmetry: ``(G, 3, 3)`` from :func:`relion_cryopares.geometry.symmetry_matrices`, or
             ``None`` for C1. Probabilities of symmetry-equivalent grid points are summed before
             anything is ranked.
-        k: number of top classes reported (distinct peaks, see :class:`PosePrediction`).
+        k: number of top classes reported.
         n_score: number of top classes summed into ``score`` (10 in cryoPARES).
-        separation_deg: least distance between the reported top classes; default
-            :data:`PEAK_SEPARATION_STEPS` grid steps; 0: the plain ``k`` most probable classes.
 
     Returns:
         :class:`PosePrediction`.
@@ -142,18 +99,12 @@ def predict_poses(logits: torch.Tensor, symmetry: torch.Tensor | None = None, k:
     device = logits.device
     probs = torch.softmax(logits.float(), dim=-1)
     folded, reps, class_of = fold_probabilities(probs, symmetry, order)
-    kk = min(max(k * (PEAK_POOL if k > 1 else 1), n_score), folded.shape[-1])
+    kk = min(max(k, n_score), folded.shape[-1])
     top_p, top_i = torch.topk(folded, kk, dim=-1)
     top_idx = top_i if reps is None else reps[top_i]
     score = top_p[:, :n_score].sum(-1)
 
     grid = grid_matrices(order, str(device), torch.float64)
-    if separation_deg is None:
-        separation_deg = PEAK_SEPARATION_STEPS * so3_grid_resolution_deg(order)
-    if k > 1 and separation_deg > 0:
-        sym_ops = None if is_trivial(symmetry) else symmetry.to(device=device, dtype=torch.float64)
-        pick = distinct_peaks(top_p, grid[top_idx], k, separation_deg, sym_ops)
-        top_p, top_i, top_idx = top_p.gather(1, pick), top_i.gather(1, pick), top_idx.gather(1, pick)
     if class_of is None:
         best = top_idx[:, 0]
     else:  # the most probable grid point of the most probable class: one copy of the peak
