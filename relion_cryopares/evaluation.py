@@ -23,7 +23,7 @@ KIND = "rlnCryoparesSimKind"
 def angular_error_deg(star: ParticleStar, symmetry: torch.Tensor | None = None) -> np.ndarray:
     """``(n,)`` geodesic distance (degrees) between each particle's pose and its true pose, the
     smallest over the symmetry mates when ``symmetry`` ``(G, 3, 3)`` is given."""
-    true = euler_to_matrix(torch.from_numpy(star.particles[list(TRUE_ANGLES)].to_numpy(np.float64)))
+    true = euler_to_matrix(torch.from_numpy(np.array(star.particles[list(TRUE_ANGLES)], dtype=np.float64)))
     est = euler_to_matrix(torch.from_numpy(star.angles_deg()))
     return geodesic_distance_deg(est, true, symmetry).numpy()
 
