@@ -2,6 +2,12 @@
 
     python -m benchmarks.bench_accuracy [--syms C1 D2] [--n_train 2000] [--n_train_junk 400]
                                         [--n_good 700] [--epochs 30] [--threads 2] [--workdir DIR]
+                                        [--realistic on|off|only]
+
+With ``--realistic on`` (default) it first runs :mod:`benchmarks.bench_realistic`: the realistic
+extraction (carbon, ice, aggregates, another protein, noise, neighbours, edge strips, a second
+microscope) with a row per junk kind and per pruning stage (network only, refinement only, both),
+trained without and with known junk (``results/realistic.md``).
 
 For each symmetry: the map is EMD-1832 (box 64 at 5.7 Å/px), for a symmetric group averaged over
 the group's operators (RELION's, ``relion_cryopares.geometry.symmetry_matrices``; exact voxel
@@ -220,7 +226,16 @@ def main(argv=None) -> None:
     ap.add_argument("--top_k", type=int, default=5, help="network poses per particle (local refinement starts)")
     ap.add_argument("--workdir", default=None, help="keep the projects here (default: temporary)")
     ap.add_argument("--name", default="accuracy")
+    ap.add_argument("--realistic", choices=("on", "off", "only"), default="on",
+                    help="also (or only) the realistic extraction: a row per junk kind and pruning stage "
+                         "(benchmarks.bench_realistic, its own table results/realistic.md)")
     args = ap.parse_args(argv)
+    if args.realistic != "off":
+        from benchmarks import bench_realistic
+        bench_realistic.main(["--threads", str(args.threads)]
+                             + (["--workdir", str(Path(args.workdir) / "realistic")] if args.workdir else []))
+        if args.realistic == "only":
+            return
     results = []
     with work_directory(args.workdir, "bench_accuracy_") as base:
         for sym in args.syms:

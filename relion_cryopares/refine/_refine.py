@@ -28,6 +28,7 @@ from relion_cryopares.geometry import canonical_symmetry_mate
 from relion_cryopares.fourier import Projector, irfft2_centred, rfft2_centred, shift_rfft2, soft_sphere_mask
 
 from ._band import Band, BandSlicer
+from ._global import GlobalScan
 from ._grid import LocalGrid, cube_offsets, local_rotation_grid, rotation_vector_to_matrix
 from ._match import ShiftWindow, best_shift, build_bank, score_shifts, shift_phases
 from ._peaks import quadratic_peak_3d
@@ -46,9 +47,12 @@ class RefineConfig:
     ``range_deg``/``step_deg``: the rotation-vector grid; ``shift_range_px``: largest change of the
     origin; ``max_shell``: highest Fourier shell used (the reference's low-pass, ``box * pixel /
     resolution``); ``min_shell``: lowest (1 skips only the DC term); ``coarse_shell``: highest shell
-    of the coarse search (None: ``max_shell``); ``mask_radius_px``: soft circular mask on the centred
-    images (None: none, the default of :func:`search_config`); ``fine``: sub-step refinement (module
-    docstring); ``grid_shape``: ``"ball"`` (isotropic, default) or ``"cube"`` of rotation vectors.
+    of the coarse search (None: ``max_shell``); ``mask_radius_px``: soft circular mask (cosine edge
+    of ``mask_edge_px`` outside the radius) on the centred images for the search (None: none);
+    ``fine``: sub-step refinement (module docstring); ``grid_shape``: ``"ball"`` (isotropic,
+    default) or ``"cube"`` of rotation vectors; ``global_starts``: this many extra starting poses per
+    particle from a coarse scan of all of SO(3) (:mod:`._global`; 0: none), on the HEALPix grid of
+    ``global_order`` scored up to Fourier shell ``global_shell``.
     """
 
     range_deg: float = 6.0
@@ -61,6 +65,9 @@ class RefineConfig:
     mask_edge_px: float = 5.0
     fine: str = "grid"
     grid_shape: str = "ball"
+    global_starts: int = 0
+    global_order: int = 2
+    global_shell: int = 8
 
     def __post_init__(self) -> None:
         if self.fine not in FINE_MODES:
@@ -79,7 +86,7 @@ def coarse_shell(box: int, pixel_size_angstrom: float, radius_angstrom: float, s
 def search_config(box: int, pixel_size_angstrom: float, range_deg: float = 6.0, step_deg: float = 2.0,
                   lowpass_angstrom: float = 6.0, particle_diameter_angstrom: float | None = None,
                   shift_range_angstrom: float | None = None, fine: str = "grid",
-                  mask: bool = True) -> RefineConfig:
+                  mask: bool = True, global_starts: int = 3) -> RefineConfig:
     """The search for particles of ``box`` px at ``pixel_size_angstrom``, from the job's parameters.
 
     Particle diameter default ``0.8 * box * pixel``; shift range default 20 % of the particle
@@ -89,7 +96,9 @@ def search_config(box: int, pixel_size_angstrom: float, range_deg: float = 6.0, 
     inside the box), so that a neighbouring particle reaching into the box cannot pull the pose.
     The significance is still computed on the unmasked image (:class:`LocalRefiner`): a mask makes
     the correlation map non-stationary, which inflates the significance of pure noise (34 % of noise
-    images "significant" instead of 2 %).
+    images "significant" instead of 2 %). ``global_starts`` (default 3) extra starting poses come from
+    a global scan (:mod:`._global`) on the order-2 HEALPix grid (15°) scored up to the shell where
+    one 15° step moves the particle's edge by a quarter of a resolution element (at least 8).
     """
     diameter = 0.8 * box * pixel_size_angstrom if particle_diameter_angstrom is None else particle_diameter_angstrom
     radius = 0.5 * diameter
@@ -102,7 +111,9 @@ def search_config(box: int, pixel_size_angstrom: float, range_deg: float = 6.0, 
     return RefineConfig(range_deg=range_deg, step_deg=step_deg, shift_range_px=shift / pixel_size_angstrom,
                         max_shell=max_shell,
                         coarse_shell=coarse_shell(box, pixel_size_angstrom, radius, step_deg, max_shell),
-                        mask_radius_px=mask_radius_px, mask_edge_px=mask_edge_px, fine=fine)
+                        mask_radius_px=mask_radius_px, mask_edge_px=mask_edge_px, fine=fine,
+                        global_starts=int(global_starts),
+                        global_shell=coarse_shell(box, pixel_size_angstrom, radius, 15.0, max_shell))
 
 
 @dataclass
@@ -144,6 +155,10 @@ class LocalRefiner:
         self.neighbours = self.grid.neighbour_table().to(self.device)
         self.window = ShiftWindow.of(config.shift_range_px, self.device)
         self.phases = shift_phases(self.band, self.window)
+        self.scan: GlobalScan | None = None
+        if config.global_starts > 0:
+            self.scan = GlobalScan(self.slicer, self.band.count_up_to(min(config.global_shell, config.max_shell)),
+                                   self.window, config.global_order)
         self.mask = None
         if config.mask_radius_px is not None:
             self.mask = soft_sphere_mask(self.size, config.mask_radius_px, config.mask_edge_px, device=self.device)
@@ -153,6 +168,12 @@ class LocalRefiner:
         """Poses x shifts searched per particle (the multiple-testing count of the significance)."""
         return len(self.grid) * self.window.n_allowed
 
+    def hypotheses(self, n_starts: int) -> int:
+        """Poses x shifts searched per particle from ``n_starts`` starts (global ones included) plus
+        the global scan's grid: the multiple-testing count of the significance."""
+        scan = len(self.scan) if self.scan is not None else 0
+        return (len(self.grid) * int(n_starts) + scan) * self.window.n_allowed
+
     def refine(self, images: torch.Tensor, poses: torch.Tensor, origins_px: torch.Tensor,
                ctf: torch.Tensor) -> RefineResult:
         """Refine one batch.
@@ -161,10 +182,11 @@ class LocalRefiner:
         ----------
         images: ``(b, n, n)`` particle images (the reference's box and pixel size).
         poses: ``(b, 3, 3)`` starting pose matrices (RELION's A), or ``(b, K, 3, 3)``: ``K``
-            starting poses per particle (e.g. the network's top-K). Each start is searched within
-            ``range_deg`` and the result with the highest final score is kept
-            (:attr:`RefineResult.candidate` says which); the significance then counts ``K`` times
-            the hypotheses.
+            starting poses per particle (e.g. the network's top-K). With ``global_starts`` ``G``,
+            the ``G`` best poses of the global scan follow them (candidates ``K .. K + G - 1``).
+            Each start is searched within ``range_deg`` and the result with the highest final score
+            is kept (:attr:`RefineResult.candidate` says which); the significance then counts the
+            hypotheses of every start.
         origins_px: ``(b, 2)`` starting RELION origins (x, y) in pixels.
         ctf: ``(b, n, n//2+1)`` CTF in the centred rfft layout (phase-flipped data: ``|CTF|``).
         """
@@ -181,6 +203,8 @@ class LocalRefiner:
             bank = build_bank(self.band, self.phases, rfft2_centred(irfft2_centred(f, self.size) * self.mask),
                               ctf, w)
 
+        if self.scan is not None:
+            starts = torch.cat([starts, self.scan.best(bank, self.config.global_starts)], dim=1)
         best: RefineResult | None = None
         for k in range(starts.shape[1]):
             result = self._search(bank, plain, starts[:, k])
@@ -191,7 +215,7 @@ class LocalRefiner:
             best = RefineResult(*(torch.where(better.view(-1, *([1] * (new.dim() - 1))), new, old)
                                   for new, old in zip(_fields(result), _fields(best))),
                                 candidate=torch.where(better, k, best.candidate))
-        best.significance = peak_significance(best.zscore, self.n_hypotheses * starts.shape[1])
+        best.significance = peak_significance(best.zscore, self.hypotheses(starts.shape[1]))
         return best
 
     def _search(self, bank, plain, a: torch.Tensor) -> RefineResult:
