@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from relion_cryopares.data import BAD_IMAGE, ParticleStar
-from relion_cryopares.errors import InputError
-from relion_cryopares.pruning import refinement_threshold
+from relion_cryopares.pruning import parse_threshold_choice, refinement_threshold
 
 REASON_COLUMN = "rlnCryoparesRejectReason"
 KEPT = "none"
@@ -38,18 +37,7 @@ log = logging.getLogger(__name__)
 
 def parse_refine_threshold(text: str) -> str | float:
     """``--refine_zscore_thr``: ``"auto"``, ``"none"`` or a finite number."""
-    word = str(text).strip().lower()
-    if word in ("auto", "none"):
-        return word
-    if word in ("off", "no"):
-        return "none"
-    try:
-        value = float(word)
-    except ValueError:
-        raise InputError(f"--refine_zscore_thr expects auto, none or a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise InputError(f"--refine_zscore_thr must be finite, got {text!r}")
-    return value
+    return parse_threshold_choice(text, "--refine_zscore_thr")
 
 
 def resolve_threshold(choice: str | float, state: dict, zscores: np.ndarray, n_hypotheses: int) -> tuple[dict, bool]:

@@ -57,6 +57,7 @@ from relion_cryopares.jobs._infer_outputs import (log_rejections, match_results,
                                                   write_zscore_histogram)
 from relion_cryopares.jobs._infer_predict import IMAGE_PROBLEM, HalfPredictor, concat_results
 from relion_cryopares.jobs._modeldir import ModelDir, half_dir, load_model_dir, read_model_dir_info
+from relion_cryopares.pruning import parse_threshold_choice
 from relion_cryopares.relion import Input, JobContext, JobSpec, OutputNode, Param, run_job, write_json_atomic
 
 SUMMARY_FILE = "cryopares_infer_summary.json"
@@ -91,20 +92,6 @@ def _device(choice: str) -> torch.device:
     return torch.device("cuda" if choice in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
 
 
-def parse_threshold(text: str) -> str | float:
-    """``--zscore_thr``: ``"auto"``, ``"none"`` or a finite number."""
-    word = str(text).strip().lower()
-    if word in ("auto", "none"):
-        return word
-    if word in ("off", "no"):
-        return "none"
-    try:
-        value = float(word)
-    except ValueError:
-        raise InputError(f"--zscore_thr expects auto, none or a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise InputError(f"--zscore_thr must be finite, got {text!r}")
-    return value
 
 
 def _thresholds(choice: str | float, md: ModelDir) -> tuple[dict[int, float], dict[int, str]]:
@@ -208,7 +195,7 @@ def _body(ctx: JobContext) -> list[OutputNode]:
         raise InputError("no particles", star_path)
     check_image_indices(star)  # every image in its stack, before any work starts
     device = _device(ctx.params["device"])
-    thr_choice = parse_threshold(ctx.params["zscore_thr"])
+    thr_choice = parse_threshold_choice(ctx.params["zscore_thr"], "--zscore_thr")
     info = read_model_dir_info(ctx.params["model"])  # cheap checks before the models load
     sym_name = _check_symmetry(ctx.params["sym"], str(info["symmetry"]), ctx.params["model"])
     check_compatible(star, PreprocessConfig.from_dict(info["preprocess"]), ctx.params["model"])

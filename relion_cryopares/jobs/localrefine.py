@@ -339,7 +339,7 @@ def _ctf_on_grid(star: ParticleStar, rows: np.ndarray, grid: ReconstructionGrid,
 def _refine_rows(setup: _Setup, star: ParticleStar, rows: np.ndarray, reader: ImageStackReader,
                  probability: np.ndarray, ctf: torch.Tensor) -> pd.DataFrame:
     """Refined columns for ``rows`` of ``star`` (a DataFrame indexed like ``rows``); ``ctf`` of the rows."""
-    grid, refiner = setup.grid, setup.refiner
+    grid = setup.grid
     images = particle_images_on_grid(star, rows, reader, grid)
     problems = image_problems(images, setup.radius_px)
     bad = np.array([q is not None for q in problems])

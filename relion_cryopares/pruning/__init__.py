@@ -10,6 +10,6 @@ z-score, fitted on the refined particles.
 
 from relion_cryopares.pruning._normaliser import MAD_SCALE, DirectionalNormaliser
 from relion_cryopares.pruning._refinement import RefineThreshold, modal_zscore, noise_floor, refinement_threshold
-from relion_cryopares.pruning._thresholds import auroc, network_threshold, threshold_from_junk, threshold_from_validation
+from relion_cryopares.pruning._thresholds import auroc, network_threshold, parse_threshold_choice, threshold_from_junk, threshold_from_validation
 
-__all__ = ["MAD_SCALE", "DirectionalNormaliser", "RefineThreshold", "modal_zscore", "noise_floor", "refinement_threshold", "auroc", "network_threshold", "threshold_from_junk", "threshold_from_validation"]
+__all__ = ["MAD_SCALE", "DirectionalNormaliser", "RefineThreshold", "modal_zscore", "noise_floor", "refinement_threshold", "auroc", "network_threshold", "parse_threshold_choice", "threshold_from_junk", "threshold_from_validation"]

@@ -93,3 +93,20 @@ def network_threshold(z_valid, z_junk=None) -> tuple[float, str]:
         return threshold_from_validation(z_valid, NETWORK_QUANTILE), f"validation_quantile_{NETWORK_QUANTILE:g}"
     cap = threshold_from_validation(z_valid, NETWORK_MAX_QUANTILE)
     return min(threshold_from_junk(z_valid, z_junk), cap), "junk_particles"
+
+
+def parse_threshold_choice(text: str, option: str) -> str | float:
+    """A job's threshold option (``option`` names it in errors): ``"auto"``, ``"none"`` (also
+    ``off``/``no``) or a finite number."""
+    word = str(text).strip().lower()
+    if word in ("auto", "none"):
+        return word
+    if word in ("off", "no"):
+        return "none"
+    try:
+        value = float(word)
+    except ValueError:
+        raise InputError(f"{option} expects auto, none or a number, got {text!r}") from None
+    if not np.isfinite(value):
+        raise InputError(f"{option} must be finite, got {text!r}")
+    return value
