@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks._common import work_directory, write_results
+from benchmarks._common import markdown_table, work_directory, write_results
 from relion_cryopares.data import (ExtractionConfig, ParticleStar, read_particle_star, read_volume,
                                    simulate_extraction, write_particle_star, write_volume)
 from relion_cryopares.demo import MAP, Runner
@@ -175,7 +175,8 @@ def run_case(project: Path, args) -> dict:
                "refined_gt10_pct": float(100 * (err > 10).mean()),
                "neighbour_median_deg": float(np.median(err[neigh])) if neigh.any() else None,
                "isolated_median_deg": float(np.median(err[~neigh])),
-               "fsc0143_refined_A": _resolution(project / refine), "fsc0143_true_A": _resolution(project / recon)}
+               "fsc0143_refined_A": _resolution(project / refine), "fsc0143_true_A": _resolution(project / recon),
+               "refine_particles_per_s": round(len(kept1) / t_refine, 2)}
     print(json.dumps({"summary": summary, "kinds": rows}, indent=1), flush=True)
     return {"summary": summary, "kinds": rows}
 
@@ -199,7 +200,18 @@ def main(argv=None) -> None:
             project.mkdir(parents=True)
             results.append(run_case(project, argparse.Namespace(**{**vars(args), "known_junk": n})))
     rows = [{"known_junk": r["summary"]["known_junk"], **k} for r in results for k in r["kinds"]]
-    notes = json.dumps([r["summary"] for r in results]) + f"; load {os.getloadavg()[0]:.1f}"
+    notes = (
+        "Kept fractions per simulated kind: `kept_network_only` = cryopares_infer's auto threshold alone "
+        "(stage 1); `kept_refinement_only` = cryopares_localrefine's auto threshold on every particle "
+        "(infer with --zscore_thr none; stage 2 alone); `kept_both` = the default chain (stage 1, then "
+        "stage 2 on its kept particles). AUROCs: rlnCryoparesZscore (network) and rlnCryoparesRefineZscore "
+        "(refinement, particles that went through the default chain), good against each kind.\n\n"
+        "Poses, resolution and times of the default chain (kept good particles after both stages):\n\n"
+        + markdown_table([r["summary"] for r in results])
+        + f"\n\nSettings: {args.n_train} training particles (half 1; half 2 a token {N_TRAIN_HALF2}), "
+        f"--epochs {args.epochs}, SNR {args.snr:g}, {args.n_good} screened good particles + 30 % junk; "
+        f"fsc0143_true_A: cryopares_reconstruct of the same kept good particles at their true poses; "
+        f"1-min load average at the end {os.getloadavg()[0]:.1f}.")
     write_results(args.name, "Realistic extractions: pruning per junk kind and stage", rows, notes)
 
 

@@ -9,15 +9,13 @@ checked against the job's :class:`~relion_cryopares.relion.JobSpec`.
 from __future__ import annotations
 
 import importlib
-import logging
 from functools import lru_cache
 from typing import Mapping
 
-from relion_cryopares.relion import Input, JobSpec, Param
+from relion_cryopares.relion import JobSpec
 
 from ._model import Job
 
-log = logging.getLogger(__name__)
 
 EXTERNAL = "relion.external"
 POSTPROCESS = "relion.postprocess"
@@ -65,41 +63,15 @@ JOB_MODULES = {
     "cryopares_reconstruct": "relion_cryopares.jobs.reconstruct",
 }
 
-#: The documented command lines, used only while a job module is not importable.
-_FALLBACK_SPECS = {
-    "cryopares_train": JobSpec("cryopares_train", inputs=(Input("in_parts", True), Input("in_3dref")), params=(
-        Param("sym", "str", "C1"), Param("preset", "choice", "auto", choices=("auto", "tiny", "paper")),
-        Param("epochs", "int"), Param("box_nnet", "int"), Param("angpix_nnet", "float", 1.5),
-        Param("particle_diameter", "float"), Param("junk_parts", "str"))),
-    "cryopares_infer": JobSpec("cryopares_infer", inputs=(Input("in_parts", True),), params=(
-        Param("model", "str", required=True), Param("sym", "str"), Param("zscore_thr", "str", "auto"),
-        Param("top_k", "int", 5), Param("reconstruct", "bool"), Param("batch_size", "int"))),
-    "cryopares_localrefine": JobSpec("cryopares_localrefine", inputs=(
-        Input("in_parts", True), Input("in_3dref", True), Input("in_mask")), params=(
-        Param("sym", "str", "C1"), Param("range", "float", 6.0), Param("step", "float", 2.0),
-        Param("lowpass", "float", 6.0), Param("shift_range", "float"), Param("top_k", "int"))),
-}
-
-
 @lru_cache(maxsize=None)
 def job_spec(command: str) -> tuple[JobSpec | None, str]:
-    """``(spec, source)`` for one of our commands: the module's SPEC (``source="module"``), else the
-    documented command line (``"fallback"``), or ``(None, "unknown")``."""
+    """``(spec, source)`` for one of our commands: the module's SPEC (``source="module"``), or
+    ``(None, "unknown")`` for another command. A job module that cannot be imported is an error of
+    the installation, raised as it is (there is no second copy of the specs to fall back on)."""
     module_name = JOB_MODULES.get(command)
     if module_name is None:
         return None, "unknown"
-    try:
-        spec = importlib.import_module(module_name).SPEC
-        return spec, "module"
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            log.debug("%s does not exist; checking against its documented command line", module_name)
-        else:
-            log.warning("cannot import %s (%s); checking against its documented command line", module_name, exc)
-        return _FALLBACK_SPECS.get(command), "fallback"
-    except ImportError as exc:
-        log.warning("cannot import %s (%s); checking against its documented command line", module_name, exc)
-        return _FALLBACK_SPECS.get(command), "fallback"
+    return importlib.import_module(module_name).SPEC, "module"
 
 
 def command_name(fn_exe: str) -> str:
