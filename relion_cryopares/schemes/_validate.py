@@ -7,8 +7,10 @@
   (a boolean only into a Yes/No option, no string into a slider);
 - no operator input is a literal number (RELION evaluates it as 0: constants are float variables);
   operator types exist in that RELION version (``exit_maxtime`` is 4.0+);
-- edges join known nodes, every node is reachable from the start node, the first edge leaves the
-  start node (where ``--reset`` restarts), no node has two outgoing edges, only exits end;
+- edges join known nodes, every node is reachable from the start node (the first edge's input
+  node: where ``--reset`` restarts), no node has two outgoing edges, only exits end; the current
+  node (``_rln...CurrentNodeName``: the start node of a fresh scheme, but after a run the node where
+  RELION stopped, often ``exit``, as RELION 5.0.1 writes it back) is a known node;
 - External jobs run one of our commands, their param labels and input slots match the job's
   argument parser (its ``SPEC``), required ones are given, literal values convert;
 - 3.1: ``schedule_pipeline.star`` lists every job and every job-to-job file.
@@ -303,12 +305,11 @@ class _Checker:
         if not block.rows:
             self.problem("no edges")
             return
+        current, start = start, block.rows[0][labels[0]]  # --reset starts at the first edge's input node
+        if current not in nodes:
+            self.problem(f"the current node {current!r} is neither an operator nor a job")
         if start not in nodes:
-            self.problem(f"the current (start) node {start!r} is neither an operator nor a job")
             return
-        if block.rows[0][labels[0]] != start:
-            self.problem(f"the first edge leaves {block.rows[0][labels[0]]}, not the start node {start}: "
-                         f"after --reset RELION would start there")
         reached, todo = {start}, deque([start])
         while todo:
             for nxt in graph.get(todo.popleft(), []):

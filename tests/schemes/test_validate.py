@@ -88,6 +88,20 @@ def test_kinds_forks_and_edges(copy):
     _one(problems, r"node wait_for_data has more than one outgoing edge")
 
 
+def test_a_scheme_relion_has_run_is_valid(copy):
+    """After a run RELION (5.0.1) writes the node where it stopped as the current node, often
+    ``exit``; the start node is still the first edge's input node (where ``--reset`` restarts)."""
+    star = _star(copy)
+    label = "_rlnSchemeCurrentNodeName" if copy.parent.name == "Schemes" else "_rlnScheduleCurrentNodeName"
+    text = star.read_text()
+    current = re.search(rf"^{label}\s+(\S+)", text, re.M)
+    for stopped in ("exit", "localrefine"):
+        star.write_text(text.replace(current.group(0), f"{label} {stopped}"))
+        assert validate_scheme_dir(copy) == []
+    star.write_text(text.replace(current.group(0), f"{label} nowhere"))
+    _one(validate_scheme_dir(copy), r"the current node 'nowhere' is neither an operator nor a job")
+
+
 def test_scheme_name_must_match_directory(copy, tmp_path):
     moved = copy.parent / "other_name"
     copy.rename(moved)
