@@ -6,7 +6,7 @@ threshold: it does not match the reference) or ``bad_image`` (NaN/Inf pixels, a 
 background: never refined). Kept particles go to ``run_data.star`` and into the half maps; the rest
 go to ``rejected.star`` with their reason.
 
-The threshold (``--refine_zscore_thr``): ``auto`` fits it once (3.5 widths of the good mode below the
+The threshold (``--refine_zscore_thr``): ``auto`` fits it once (2.75 widths of the good mode below the
 modal z-score of the particles, at least the z that pure noise reaches: :func:`relion_cryopares.pruning.refinement_threshold`)
 on the first refined chunk of the job and
 stores it in the job's state, so that every later particle (a continue, an on-the-fly Scheme pass)

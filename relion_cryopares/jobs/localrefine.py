@@ -29,7 +29,7 @@ model's, found through the ``cryopares_infer`` job that wrote the input), as REL
 that a neighbouring particle cannot pull the pose.
 
 Second pruning stage (:mod:`relion_cryopares.jobs._refine_selection`): a particle whose refinement
-z-score is below ``--refine_zscore_thr`` (``auto``: 3.5 widths of the good mode below the modal z-score of the
+z-score is below ``--refine_zscore_thr`` (``auto``: 2.75 widths of the good mode below the modal z-score of the
 first refined chunk, at least the z of pure noise, stored for the job; ``none``; or a number) goes to ``rejected.star`` with ``rlnCryoparesRejectReason``
 ``refinement``; a particle whose image is unusable (NaN/Inf pixels, constant) is not refined and goes
 there with ``bad_image``. Rejected particles are never refined again on a continue and never enter

@@ -4,10 +4,9 @@ The local refinement's z-score (``rlnCryoparesRefineZscore``, :mod:`relion_cryop
 is the height of a particle's correlation peak over the spread of the same correlation map far
 from it. Particles that match the reference form one mode of high z; junk sits lower. On the
 realistic simulated extraction of ``benchmarks/bench_realistic.py`` (SNR 0.3, another microscope,
-network top-5 and global-scan starts) the good particles' modal z was 20.0 with ``log z`` spread
-0.077 above the mode; their 2nd percentile was 16.0, aggregates of 3-4 particles (the hardest junk:
-a real particle in the middle) reached 14.3 at their 90th percentile, another protein 10.7 at most,
-carbon, ice and noise 7 at most. The threshold follows the good mode, whatever the signal level
+network top-5 and global-scan starts) the good particles' modal z was 20.0; their 2nd percentile
+was 16.0, aggregates of 3-4 particles (the hardest junk: a real particle in the middle) reached 14.3
+at their 90th percentile, another protein 10.7 at most, carbon, ice and noise 7 at most. The threshold follows the good mode, whatever the signal level
 (documented method)::
 
     threshold = max(mode(z) x min(exp(-K x s_up), CAP), noise floor)
@@ -16,9 +15,12 @@ carbon, ice and noise 7 at most. The threshold follows the good mode, whatever t
   about 10 % in z): the typical z of a particle that matches the reference, unmoved by junk as long
   as the matching particles are the largest group.
 - ``s_up``: the root-mean-square distance of ``log z`` above the mode from the mode: the width of the
-  good mode measured on the side no junk reaches. ``K`` = 3.5: on that set it kept 99.3 % of the
-  good particles and 4 % of the aggregates (K 3: 98.5 % / 2.4 %; K 4: 99.8 % / 7.1 %; K 5:
-  100 % / 26 %). ``CAP`` = 0.85: never closer to the mode than that (a very narrow mode).
+  good mode measured on the side no junk reaches (0.077 and 0.084 on two simulated sets). The good
+  mode's low side is wider than its high side (their 2nd percentile was 0.80 x the mode on both);
+  aggregates reached 0.71-0.77 x the mode at their 90th percentile. ``K`` = 2.75 (0.79-0.81 x the
+  mode) kept 97.3 / 98.5 % of the good particles and 2.4 / 3.6 % of the aggregates on the two sets
+  (K 2.5: 95.9-96.8 % / 0-2.4 %; K 3: 98.6-99.1 % / 2.4-10.7 %; K 3.5: 99.4 % / 2.4-17.9 %).
+  ``CAP`` = 0.85: never closer to the mode than that (a very narrow mode).
 - ``noise floor``: the z that the best of the search's ``N`` hypotheses (poses x shifts x starts and
   the global scan) reaches in pure noise with probability 1/2 under the normal null,
   ``Phi^-1(0.5 ** (1 / N))`` (about 4.8 for the default search), so that images no better than
@@ -38,7 +40,7 @@ import torch
 from relion_cryopares.errors import InputError
 
 #: Widths (``s_up``) of the good mode below its mode in ``log z`` where the threshold sits.
-K_WIDTHS = 3.5
+K_WIDTHS = 2.75
 #: The threshold is at most this fraction of the modal z.
 CAP = 0.85
 #: Bandwidth of the kernel density estimate of ``log z``.

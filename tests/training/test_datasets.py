@@ -139,7 +139,7 @@ def test_unusable_images_get_weight_zero_and_finite_channels(c1_project, monkeyp
         index, stack = parse_image_name(star.image_names()[row])
         copy = tmp_path / f"bad{row}.mrcs"
         with mrcfile.open(stack) as src:
-            data = np.array(src.data[index - 1:index])
+            data = np.array(src.data[index:index + 1])
         data[0] = 3.0 if value is None else data[0]
         if value is not None:
             data[0, 4:9, 4:9] = value
