@@ -52,7 +52,8 @@ class RefineConfig:
     ``fine``: sub-step refinement (module docstring); ``grid_shape``: ``"ball"`` (isotropic,
     default) or ``"cube"`` of rotation vectors; ``global_starts``: this many extra starting poses per
     particle from a coarse scan of all of SO(3) (:mod:`._global`; 0: none), on the HEALPix grid of
-    ``global_order`` scored up to Fourier shell ``global_shell``.
+    ``global_order`` scored up to Fourier shell ``global_shell``; ``polish``: with several starts, one
+    more search centred on the best pose (:meth:`LocalRefiner.refine`).
     """
 
     range_deg: float = 6.0
@@ -68,6 +69,7 @@ class RefineConfig:
     global_starts: int = 0
     global_order: int = 2
     global_shell: int = 8
+    polish: bool = True
 
     def __post_init__(self) -> None:
         if self.fine not in FINE_MODES:
@@ -130,6 +132,15 @@ class RefineResult:
     zscore: torch.Tensor
     significance: torch.Tensor
     candidate: torch.Tensor | None = None
+
+
+def _better(new: RefineResult, old: RefineResult, k: int | None) -> RefineResult:
+    """Per particle the result with the higher final score; ``k`` the index of ``new``'s start (None:
+    a polish of ``old``, which keeps ``old``'s start)."""
+    better = new.score > old.score
+    merged = [torch.where(better.view(-1, *([1] * (n.dim() - 1))), n, o) for n, o in zip(_fields(new), _fields(old))]
+    candidate = old.candidate if k is None else torch.where(better, k, old.candidate)
+    return RefineResult(*merged, candidate=candidate)
 
 
 def _fields(result: RefineResult) -> tuple[torch.Tensor, ...]:
@@ -208,13 +219,12 @@ class LocalRefiner:
         best: RefineResult | None = None
         for k in range(starts.shape[1]):
             result = self._search(bank, plain, starts[:, k])
-            if best is None:
-                best = result
-                continue
-            better = result.score > best.score
-            best = RefineResult(*(torch.where(better.view(-1, *([1] * (new.dim() - 1))), new, old)
-                                  for new, old in zip(_fields(result), _fields(best))),
-                                candidate=torch.where(better, k, best.candidate))
+            best = result if best is None else _better(result, best, k)
+        if self.config.polish and starts.shape[1] > 1:
+            # a start is rarely at the basin's centre: the coarse grid around it and the sub-step fit
+            # then stop short. One more search centred on the best pose (measured: median error of
+            # good particles from network + global starts 1.08 -> 0.61 deg; from the true pose 0.63)
+            best = _better(self._search(bank, plain, best.poses.to(starts.dtype)), best, None)
         best.significance = peak_significance(best.zscore, self.hypotheses(starts.shape[1]))
         return best
 

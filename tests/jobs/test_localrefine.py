@@ -53,7 +53,7 @@ def project(test_map, tmp_path_factory):
     vol, px = test_map
     sim = simulate(test_map, root, n=200, seed=21)
     write_volume(root / "map.mrc", vol.numpy(), px)
-    assert _run(root, "job001") == 0
+    assert _run(root, "job001", "start.star", "map.mrc", "--refine_zscore_thr", "none") == 0
     return root, sim
 
 
@@ -309,7 +309,8 @@ def test_symmetry_d2(test_map, tmp_path):
     write_particle_star(root / "canonical.star", sim.start.with_columns(
         rlnAngleRot=canonical[:, 0], rlnAngleTilt=canonical[:, 1], rlnAnglePsi=canonical[:, 2]))
     write_volume(root / "map.mrc", sym_vol.numpy(), px)
-    assert _run(root, "job001", "canonical.star", "map.mrc", "--sym", "D2", "--range", "6") == 0
+    assert _run(root, "job001", "canonical.star", "map.mrc", "--sym", "D2", "--range", "6",
+                "--refine_zscore_thr", "none") == 0
     out = read_particle_star(root / "External" / "job001" / "run_data.star")
     poses = euler_to_matrix(torch.from_numpy(out.angles_deg()))
     err = geodesic_distance_deg(poses, sim.true_poses, sym)
