@@ -9,8 +9,10 @@
 Each particle's pose (from ``cryopares_infer``) is refined within ``--range`` degrees and its origin
 within ``--shift_range`` Å against the reference (resampled to the particles' grid, low-passed to
 ``--lowpass`` Å, masked by ``--in_mask``); see :mod:`relion_cryopares.refine` for the science. The
-particle weight ``rlnParticleFigureOfMerit`` = network probability x significance of the
-correlation peak; it weights the reconstruction.
+particle weight ``rlnParticleFigureOfMerit`` = the significance of the correlation peak; it weights
+the reconstruction. The network's probability (``rlnCryoparesNetworkProbability``) is kept as a column
+but no longer weights the maps: with both pruning stages and global starts it only down-weighted good
+particles (realistic test set: FSC 0.143 21.24 Å with it, 20.85 Å without; true poses 20.95 Å).
 
 Several starting poses (``--top_k K``; by default all the input carries): the particle's pose and the
 network's next ``K - 1`` poses (``rlnCryoparesTop<k>Angle*``, written by ``cryopares_infer --top_k``)
@@ -388,7 +390,7 @@ def _refine_rows_of(setup: _Setup, star: ParticleStar, rows: np.ndarray, images:
     origins = (origins_px + result.origin_change_px.detach().cpu().to(torch.float64)).numpy() \
         * grid.pixel_size_angstrom
     prob = probability[rows]
-    weight = particle_weight(torch.from_numpy(prob), result.significance.detach().cpu().to(torch.float64)).numpy()
+    weight = particle_weight(result.significance.detach().cpu().to(torch.float64)).numpy()
     return pd.DataFrame({
         "rlnAngleRot": angles[:, 0], "rlnAngleTilt": angles[:, 1], "rlnAnglePsi": angles[:, 2],
         "rlnOriginXAngst": origins[:, 0], "rlnOriginYAngst": origins[:, 1],

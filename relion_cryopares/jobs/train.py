@@ -12,8 +12,8 @@ absent), each trained on 70 % of its half set and validated on the rest (seeded)
 ``--in_3dref`` each model first trains for a few epochs on particles simulated from that map at the
 training poses and CTFs. At the end each model's pruning normaliser is fitted on its validation
 particles and the z-score threshold is set from ``--junk_parts`` (when given: the threshold that
-best separates validation particles from held-out junk, Youden's J, but never above the 2 % quantile
-of the validation z-scores) or from the validation distribution (its 1 % quantile): the network is
+best separates validation particles from held-out junk, Youden's J, but never above the 1 % quantile
+of the validation z-scores) or from the validation distribution (its 0.5 % quantile): the network is
 the first, lenient stage of two (cryopares_localrefine's refinement z-score is the second,
 :func:`relion_cryopares.pruning.network_threshold`). Known junk also trains the networks: 70 % of it (by hashed image name) is
 shown to both models during training with a loss that pushes their output towards the uniform
@@ -273,7 +273,7 @@ def _train_one_half(ctx: JobContext, half: int, star, pre, model_cfg, train_cfg,
                      100 * summary["junk_rejected_fraction"])
     else:
         threshold, source = network_threshold(z_val)
-        ctx.log.info("half %d: pruning threshold z = %.2f (keeps %.0f %% of validation particles)", half, threshold,
+        ctx.log.info("half %d: pruning threshold z = %.2f (keeps %.1f %% of validation particles)", half, threshold,
                      100 * float((z_val >= threshold).float().mean()))
     summary["kept_validation_fraction"] = float((z_val >= threshold).float().mean())
     save_half_model(ctx.output_dir, half, result.model.cpu(), model_cfg, pre, normaliser, threshold, source,

@@ -13,7 +13,7 @@
   second stage (the local refinement's z-score, :mod:`._refinement`) rejects junk far better
   (AUROC 0.99-1.00 per junk kind against 0.54-0.95 for the network on realistic simulated
   extractions), so the network stage is lenient and must not lose good particles: without known
-  junk the 1 % validation quantile; with known junk Youden's threshold, but never above the 2 %
+  junk the 0.5 % validation quantile; with known junk Youden's threshold, but never above the 1 %
   validation quantile.
 - :func:`auroc`: probability that a random good particle scores higher than a random junk one
   (ties count half), the Mann-Whitney U statistic.
@@ -81,9 +81,9 @@ def threshold_from_validation(z_valid, quantile: float = 0.05) -> float:
 
 
 #: Network stage without known junk: the validation quantile used as the threshold.
-NETWORK_QUANTILE = 0.01
+NETWORK_QUANTILE = 0.005
 #: Network stage with known junk: Youden's threshold is capped at this validation quantile.
-NETWORK_MAX_QUANTILE = 0.02
+NETWORK_MAX_QUANTILE = 0.01
 
 
 def network_threshold(z_valid, z_junk=None) -> tuple[float, str]:

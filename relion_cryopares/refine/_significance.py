@@ -18,8 +18,11 @@ grid itself are no reference: for a real particle they form one smooth bump over
 whose ``(max - mean) / std`` is about 2 whatever the SNR (simulations: 1.9 for particles at SNR 0.1
 and 2.3 for pure noise), so ``Phi(z) ** N`` over the grid alone cannot tell particles from junk.
 
-A particle's weight is ``network probability x significance`` (DESIGN.md: "particle weight combines
-the network probability and the CC peak's significance").
+A particle's weight is its significance. DESIGN.md (after the paper) combined it with the network's
+probability; measured on the realistic simulated extraction, after both pruning stages that factor
+only down-weighted good particles (the tiny network's probability is poorly calibrated, and for a
+particle refined from a global-scan start it is the probability of a wrong pose): FSC 0.143 21.24 Å
+with it, 20.85 Å without (the same particles at their true poses: 20.95 Å).
 """
 
 from __future__ import annotations
@@ -72,6 +75,6 @@ def peak_significance(z: torch.Tensor, n_hypotheses: int) -> torch.Tensor:
     return torch.exp(max(int(n_hypotheses), 1) * log_phi).to(z.dtype)
 
 
-def particle_weight(network_probability: torch.Tensor, significance: torch.Tensor) -> torch.Tensor:
-    """Reconstruction weight: ``network probability x significance`` (both clamped to ``[0, 1]``)."""
-    return network_probability.clamp(0, 1) * significance.clamp(0, 1)
+def particle_weight(significance: torch.Tensor) -> torch.Tensor:
+    """Reconstruction weight ``(b,)``: the significance, clamped to ``[0, 1]`` (module docstring)."""
+    return significance.clamp(0, 1)

@@ -16,8 +16,8 @@ def test_significance_formula():
     phi = [0.5 * (1 + math.erf(v / math.sqrt(2))) for v in z.tolist()]
     assert torch.allclose(p.double(), torch.tensor([x ** 1000 for x in phi], dtype=torch.float64), atol=1e-6)
     assert (p[1:] >= p[:-1]).all() and p[-1] == 1.0
-    w = particle_weight(torch.tensor([0.5, 2.0, -1.0]), torch.tensor([1.0, 0.5, 1.0]))
-    assert torch.allclose(w, torch.tensor([0.5, 0.5, 0.0]))
+    w = particle_weight(torch.tensor([1.0, 0.5, -1.0, 2.0]))
+    assert torch.allclose(w, torch.tensor([1.0, 0.5, 0.0, 1.0]))
 
 
 def test_particles_are_significant_and_noise_is_not(particles, test_map):
