@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from relion_cryopares.data import (ImageStackReader, read_particle_star, read_volume, write_particle_star,
-                                   write_volume)
+from relion_cryopares.data import (ImageStackReader, parse_image_name, read_particle_star, read_volume,
+                                   write_particle_star, write_volume)
 from relion_cryopares.fourier import FourierAccumulator, resample_volume, soft_sphere_mask
 from relion_cryopares.geometry import (canonical_symmetry_mate, euler_to_matrix, geodesic_distance_deg,
                                        matrix_to_euler, symmetry_matrices)
@@ -316,3 +316,27 @@ def test_symmetry_d2(test_map, tmp_path):
     err = geodesic_distance_deg(poses, sim.true_poses, sym)
     assert err.median() <= 1.5, err.median()
     assert torch.allclose(canonical_symmetry_mate(poses, sym), poses, atol=1e-5)
+
+
+def test_bad_images_are_rejected_with_their_reason_and_the_job_goes_on(project):
+    """NaN pixels, +Inf pixels and a constant image among good particles: refined particles as
+    usual, those three in rejected.star with rlnCryoparesRejectReason bad_image, never in the maps."""
+    root, sim = project
+    star = sim.start.select(np.arange(24))
+    names = star.image_names()
+    with mrcfile.open(root / parse_image_name(names[0])[1]) as src:
+        data = np.array(src.data[:24], dtype=np.float32)
+    data[3, 5:9, 5:9] = np.nan
+    data[7, 20, 20] = np.inf
+    data[11] = 0.5
+    with mrcfile.new(root / "spoiled.mrcs") as dst:
+        dst.set_data(data)
+    star = star.with_columns(rlnImageName=np.array([f"{i + 1:06d}@spoiled.mrcs" for i in range(24)], dtype=object))
+    write_particle_star(root / "spoiled.star", star)
+    assert _run(root, "job040", "spoiled.star", "map.mrc", "--range", "4", "--refine_zscore_thr", "none") == 0
+    job = root / "External" / "job040"
+    rejected = read_particle_star(job / "rejected.star")
+    assert sorted(rejected.image_names()) == [f"{i:06d}@spoiled.mrcs" for i in (4, 8, 12)]
+    assert set(rejected.column("rlnCryoparesRejectReason").astype(str)) == {"bad_image"}
+    assert len(read_particle_star(job / "run_data.star")) == 21
+    assert "bad images: 3 rejected" in (job / "cryopares.log").read_text()
