@@ -234,3 +234,13 @@ def run_in_project(project: Path, argv: list[str], timeout: float = 300) -> subp
     """Run a command in the project directory the way RELION does (cwd = project), capturing output."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     return subprocess.run(argv, cwd=project, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def run_job_in_project(module, project: Path, argv: list[str]) -> int:
+    """``module.main(argv)`` with the project as the working directory (as RELION runs a job)."""
+    cwd = os.getcwd()
+    os.chdir(project)
+    try:
+        return module.main(argv)
+    finally:
+        os.chdir(cwd)

@@ -19,7 +19,7 @@ from relion_cryopares.data import (PreprocessConfig, SimulationConfig, read_part
                                    simulate_particles, write_particle_star, write_stack, write_volume)
 from relion_cryopares.jobs import infer, localrefine, reconstruct, train
 from tests.jobs.test_infer_job import _model_dir
-from tests.relion_project import exit_files, make_project, read_text
+from tests.relion_project import exit_files, make_project, read_text, run_job_in_project
 
 N = 48
 #: row -> what is wrong with its image
@@ -58,15 +58,6 @@ def project(tmp_path_factory, test_map) -> Path:
     return root
 
 
-def _main(module, project: Path, argv: list[str]) -> int:
-    cwd = os.getcwd()
-    os.chdir(project)
-    try:
-        return module.main(argv)
-    finally:
-        os.chdir(cwd)
-
-
 def _bad_names(project: Path) -> dict[str, str]:
     names = read_particle_star(project / "Extract/job001/particles.star").image_names()
     return {names[r]: problem for r, problem in BAD.items()}
@@ -76,7 +67,7 @@ def test_infer_rejects_bad_images_and_succeeds(project):
     job = "External/job010/"
     argv = ["--o", job, "--in_parts", "Extract/job001/particles.star", "--model", "External/job002/",
             "--zscore_thr", "none", "--top_k", "2", "--batch_size", "16", "--reconstruct"]
-    assert _main(infer, project, argv + ["--num_workers", "1", "--j", "2"]) == 0  # a data-loading worker
+    assert run_job_in_project(infer, project, argv + ["--num_workers", "1", "--j", "2"]) == 0  # a data-loading worker
     bad = _bad_names(project)
     rejected = read_particle_star(project / job / "rejected.star")
     kept = read_particle_star(project / job / "particles.star")
@@ -98,7 +89,7 @@ def test_infer_rejects_bad_images_and_succeeds(project):
     assert np.isfinite(half1).all() and np.abs(half1).max() > 0
     # a continue reads no image again; the stored reason survives; the network now rejects some too
     argv[argv.index("--zscore_thr") + 1] = "0"
-    assert _main(infer, project, argv) == 0
+    assert run_job_in_project(infer, project, argv) == 0
     summary = json.loads((project / job / infer.SUMMARY_FILE).read_text())
     assert summary["predicted_this_run"] == 0 and summary["rejected_reasons"]["bad_image"] == len(bad)
     rejected = read_particle_star(project / job / "rejected.star")
@@ -111,7 +102,7 @@ def test_infer_rejects_bad_images_and_succeeds(project):
 def test_reconstruct_skips_bad_images_and_succeeds(project):
     job = "External/job020/"
     argv = ["--o", job, "--in_parts", "Extract/job001/particles.star", "--batch_size", "16"]
-    assert _main(reconstruct, project, argv) == 0
+    assert run_job_in_project(reconstruct, project, argv) == 0
     assert exit_files(project / job) == ["RELION_JOB_EXIT_SUCCESS"]
     log = read_text(project / job / "cryopares.log")
     bad = _bad_names(project)
@@ -121,7 +112,7 @@ def test_reconstruct_skips_bad_images_and_succeeds(project):
     assert "2 non-finite pixels" in log and all(n in log for n in skipped)
     half = read_volume(project / job / "run_half1_class001_unfil.mrc")[0]
     assert np.isfinite(half).all() and np.abs(half).max() > 0
-    assert _main(reconstruct, project, argv) == 0  # continue: the count is kept, nothing read again
+    assert run_job_in_project(reconstruct, project, argv) == 0  # continue: the count is kept, nothing read again
     assert f"{len(skipped)} bad images skipped, not inserted (0 found in this run" in \
         read_text(project / job / "cryopares.log")
 
@@ -160,7 +151,7 @@ def test_image_past_the_end_fails_before_any_work(project, capsys, module, extra
     write_particle_star(project / "Extract/job001/past_end.star", star.with_columns(rlnImageName=names))
     job = f"External/job04{[infer, reconstruct, localrefine, train].index(module)}/"
     capsys.readouterr()
-    assert _main(module, project, ["--o", job, "--in_parts", "Extract/job001/past_end.star", *extra]) == 1
+    assert run_job_in_project(module, project, ["--o", job, "--in_parts", "Extract/job001/past_end.star", *extra]) == 1
     assert exit_files(project / job) == ["RELION_JOB_EXIT_FAILURE"]
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("ERROR")]
     assert len(lines) == 1, lines

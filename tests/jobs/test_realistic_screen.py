@@ -19,7 +19,6 @@ Measured (these settings, 2 CPU cores): see the constants' comments and the READ
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import mrcfile
@@ -37,7 +36,7 @@ from relion_cryopares.jobs import infer, localrefine, reconstruct, train
 from relion_cryopares.jobs._modeldir import load_model_dir
 from relion_cryopares.pruning import auroc
 from tests.conftest import shared_data_dir
-from tests.relion_project import make_project, read_text
+from tests.relion_project import make_project, read_text, run_job_in_project
 
 SNR = 0.3
 N_TRAIN_HALF1, N_TRAIN_HALF2 = 2000, 40
@@ -47,15 +46,6 @@ TRAIN_ARGS = ["--epochs", "30", "--box_nnet", "32", "--angpix_nnet", "11.4", "--
 BAD = {"nan": np.nan, "inf": np.inf, "constant": 0.25}
 
 pytestmark = pytest.mark.slow
-
-
-def _main(module, project: Path, argv: list[str]) -> int:
-    cwd = os.getcwd()
-    os.chdir(project)
-    try:
-        return module.main(argv)
-    finally:
-        os.chdir(cwd)
 
 
 def _other_protein(vol: torch.Tensor, px: float) -> torch.Tensor | None:
@@ -106,7 +96,7 @@ def screened(tmp_path_factory, test_map) -> Path:
     write_volume(root / "map.mrc", vol.numpy(), px)
 
     def run(module, job: str, *argv: str) -> None:
-        assert _main(module, root, ["--o", f"External/{job}/", *argv]) == 0, read_text(root / f"External/{job}/run.err")
+        assert run_job_in_project(module, root, ["--o", f"External/{job}/", *argv]) == 0, read_text(root / f"External/{job}/run.err")
 
     run(train, "job010", "--in_parts", "Train/train.star", *TRAIN_ARGS)
     run(infer, "job020", "--in_parts", "Extract/particles.star", "--model", "External/job010/", "--j", "2")
