@@ -152,12 +152,13 @@ def test_train_then_screen_schedules(tmp_path, test_map):
     refined = [tuple(map(int, m)) for m in re.findall(r"(\d+) particles: (\d+) refined before, (\d+) to refine", log)]
     assert len(refined) == N_CHUNKS and refined[-1][0] == len(kept)
     assert sum(r[2] for r in refined) == len(kept), refined
-    data = read_particle_star(refine_dir / "run_data.star")
-    assert sorted(data.image_names()) == sorted(kept.image_names())
+    data = read_particle_star(refine_dir / "run_data.star")  # kept by the second pruning stage
+    rejected2 = read_particle_star(refine_dir / "rejected.star")
+    assert sorted(list(data.image_names()) + list(rejected2.image_names())) == sorted(kept.image_names())
     state = json.loads(read_text(refine_dir / "localrefine_state.json"))
     chunk_files = sorted((refine_dir / "localrefine_chunks").glob("chunk_*.star"))
     assert set(state["accumulator"]["chunks"]) == {int(p.stem.split("_")[1]) for p in chunk_files}
-    assert sum(len(read_particle_star(p)) for p in chunk_files) == len(kept)   # all kept are in the sums
+    assert sum(len(read_particle_star(p)) for p in chunk_files) == len(kept)   # each recorded once
     post = project / "PostProcess/job004"
     assert read_text(post / "note.txt").count("Executing") == N_CHUNKS
     assert "FINAL RESOLUTION" in read_text(post / "run.out")
