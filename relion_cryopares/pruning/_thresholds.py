@@ -11,7 +11,7 @@
   every junk particle scoring lower than that is removed).
 - :func:`network_threshold`: the first (network) stage's policy in the two-stage pruning. The
   second stage (the local refinement's z-score, :mod:`._refinement`) rejects junk far better
-  (AUROC 0.99-1.00 per junk kind against 0.54-0.95 for the network on realistic simulated
+  (AUROC 0.99-1.00 per junk kind against 0.53-0.98 for the network on realistic simulated
   extractions), so the network stage is lenient and must not lose good particles: without known
   junk the 0.5 % validation quantile; with known junk Youden's threshold, but never above the 1 %
   validation quantile.
