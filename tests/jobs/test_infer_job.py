@@ -26,7 +26,7 @@ from relion_cryopares.jobs._modeldir import load_model_dir, save_half_model
 from relion_cryopares.model import ModelConfig, PoseModel, predict_poses
 from relion_cryopares.pruning import DirectionalNormaliser
 from tests.relion_project import (add_external_job, exit_files, job_statuses, make_project, pipeline_nodes,
-                                  read_text, requires_relion, run_jobs, write_launcher)
+                                  read_text, requires_relion, run_job_in_project, run_jobs, write_launcher)
 
 N = 240
 
@@ -76,12 +76,7 @@ def project(tmp_path_factory, test_map) -> Path:
 
 
 def _main(project: Path, argv: list[str]) -> int:
-    cwd = os.getcwd()
-    os.chdir(project)
-    try:
-        return infer.main(argv)
-    finally:
-        os.chdir(cwd)
+    return run_job_in_project(infer, project, argv)
 
 
 def _args(job: str, star: str = "Extract/job001/particles.star", *extra: str) -> list[str]:

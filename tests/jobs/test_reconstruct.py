@@ -14,18 +14,13 @@ import torch
 from relion_cryopares.data import read_particle_star, read_volume, write_particle_star
 from relion_cryopares.fourier import fsc_curve, resolution_at
 from relion_cryopares.jobs import reconstruct
-from tests.relion_project import (add_external_job, exit_files, job_statuses, pipeline_nodes,
-                                  read_text, requires_relion, run_jobs, wait_for_exit_file,
+from tests.relion_project import (add_external_job, exit_files, job_statuses, pipeline_nodes, read_text,
+                                  requires_relion, run_job_in_project, run_jobs, wait_for_exit_file,
                                   write_launcher)
 
 
 def _run(project, argv):
-    cwd = os.getcwd()
-    os.chdir(project)
-    try:
-        return reconstruct.main(argv)
-    finally:
-        os.chdir(cwd)
+    return run_job_in_project(reconstruct, project, argv)
 
 
 def test_half_maps_and_fsc_against_truth(sim_project, test_map):

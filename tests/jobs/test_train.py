@@ -22,7 +22,8 @@ from relion_cryopares.jobs._modeldir import load_model_dir
 from relion_cryopares.model import ModelConfig, PoseModel, predict_poses, state_dict_bytes
 from tests.jobs.conftest import simulated_project
 from tests.relion_project import (add_external_job, exit_files, job_statuses, pipeline_nodes, read_text,
-                                  requires_relion, run_jobs, wait_for_exit_file, write_launcher)
+                                  requires_relion, run_job_in_project, run_jobs, wait_for_exit_file,
+                                  write_launcher)
 
 #: Small and fast: 32 px at 11.4 A/px, the tiny preset.
 FAST = ["--preset", "tiny", "--box_nnet", "32", "--angpix_nnet", "11.4", "--particle_diameter", "300",
@@ -36,12 +37,7 @@ def project(tmp_path_factory, test_map):
 
 
 def _run(project, argv):
-    cwd = os.getcwd()
-    os.chdir(project)
-    try:
-        return train.main(argv)
-    finally:
-        os.chdir(cwd)
+    return run_job_in_project(train, project, argv)
 
 
 def _continue(job_dir):
