@@ -174,11 +174,6 @@ class LocalRefiner:
         if config.mask_radius_px is not None:
             self.mask = soft_sphere_mask(self.size, config.mask_radius_px, config.mask_edge_px, device=self.device)
 
-    @property
-    def n_hypotheses(self) -> int:
-        """Poses x shifts searched per particle (the multiple-testing count of the significance)."""
-        return len(self.grid) * self.window.n_allowed
-
     def hypotheses(self, n_starts: int) -> int:
         """Poses x shifts searched per particle from ``n_starts`` starts (global ones included) plus
         the global scan's grid: the multiple-testing count of the significance."""
